@@ -1,0 +1,64 @@
+/*
+ * syncfleet validate -c FILE: every problem in the file, or a summary of
+ * what the pipeline captures and who subscribes.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "commands.h"
+#include "config.h"
+#include "sf.h"
+
+static void usage(FILE *out)
+{
+        fprintf(out,
+                "usage: syncfleet validate -c FILE\n\n"
+                "Checks the pipeline file and prints every problem as\n"
+                "FILE:LINE:COLUMN: message (exit 2), or a summary of the\n"
+                "table events captured and the messages and web service\n"
+                "actions subscribed to each (exit 0).\n\n"
+                "  -c, --config FILE   the pipeline file\n"
+                "  -h, --help          this text\n");
+}
+
+int sf_cmd_validate(int argc, char **argv)
+{
+        static const struct option opts[] = {
+            {"config", required_argument, NULL, 'c'},
+            {"help", no_argument, NULL, 'h'},
+            {NULL, 0, NULL, 0},
+        };
+        const char *file = NULL;
+        char *errors = NULL;
+        sf_config_t *cfg;
+        int c;
+
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        file = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return SF_EXIT_OK;
+                default:
+                        usage(stderr);
+                        return SF_EXIT_USAGE;
+                }
+        }
+        if (!file || optind < argc) {
+                usage(stderr);
+                return SF_EXIT_USAGE;
+        }
+        cfg = sf_config_load(file, &errors);
+        if (!cfg) {
+                fputs(errors ? errors : "invalid configuration\n", stderr);
+                free(errors);
+                return SF_EXIT_USAGE;
+        }
+        sf_config_print_summary(cfg, stdout);
+        sf_config_destroy(cfg);
+        return SF_EXIT_OK;
+}

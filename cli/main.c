@@ -1,0 +1,51 @@
+/*
+ * syncfleet: one executable, one subcommand per component.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "sf.h"
+
+static const sf_command_t sf_commands[] = {
+    {"validate", "check a pipeline file and show what it captures",
+     sf_cmd_validate},
+    {"broker", "run the embedded Kafka broker standalone", sf_cmd_broker},
+};
+
+#define SF_COMMAND_CNT (sizeof(sf_commands) / sizeof(sf_commands[0]))
+
+static void usage(FILE *out)
+{
+        fprintf(out, "usage: syncfleet COMMAND [OPTIONS]\n"
+                     "       syncfleet --version\n\n"
+                     "commands:\n");
+        for (size_t i = 0; i < SF_COMMAND_CNT; i++)
+                fprintf(out, "  %-10s %s\n", sf_commands[i].name,
+                        sf_commands[i].summary);
+        fprintf(out, "\nRun 'syncfleet COMMAND --help' for a command's "
+                     "options.\n");
+}
+
+int main(int argc, char **argv)
+{
+        if (argc < 2) {
+                usage(stderr);
+                return SF_EXIT_USAGE;
+        }
+        if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+                printf("syncfleet %s\n", SF_VERSION);
+                return SF_EXIT_OK;
+        }
+        if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+            !strcmp(argv[1], "help")) {
+                usage(stdout);
+                return SF_EXIT_OK;
+        }
+        for (size_t i = 0; i < SF_COMMAND_CNT; i++)
+                if (!strcmp(argv[1], sf_commands[i].name))
+                        return sf_commands[i].run(argc - 1, argv + 1);
+        fprintf(stderr, "syncfleet: unknown command '%s'\n\n", argv[1]);
+        usage(stderr);
+        return SF_EXIT_USAGE;
+}

@@ -1,0 +1,178 @@
+/*
+ * Kafka plumbing: the embedded broker, topic creation, an idempotent
+ * producer that reports each record's delivery, and a group consumer that
+ * stores an offset only up to the lowest record not yet done.
+ *
+ * A real broker list and the embedded broker go through exactly the same
+ * client code; only topic creation differs (the embedded broker has its own
+ * API and does not answer CreateTopics).
+ *
+ * Producers and consumers are not thread-safe: each is driven by one thread,
+ * and its callbacks run on the thread that polls it.
+ */
+#ifndef SF_KAFKA_H
+#define SF_KAFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+
+/* --- Embedded broker ---------------------------------------------------- */
+
+typedef struct sf_broker sf_broker_t;
+
+/* Starts librdkafka's mock cluster with BROKER_CNT brokers on loopback. */
+sf_broker_t *sf_broker_new(int broker_cnt, char *errstr, size_t errstr_size);
+/* "127.0.0.1:port,..."; valid until sf_broker_destroy. */
+const char *sf_broker_bootstraps(const sf_broker_t *b);
+/* Creates TOPIC with PARTITIONS partitions (replication 1); an existing
+ * topic is left alone. */
+int sf_broker_create_topic(sf_broker_t *b, const char *topic, int partitions,
+                           char *errstr, size_t errstr_size);
+void sf_broker_destroy(sf_broker_t *b); /* NULL is a no-op */
+
+/* Creates the pipeline's four topics (sync-log, outbound.message,
+ * outbound.webservice, dlq) with kafka.partitions partitions: through
+ * EMBEDDED's API when it is not NULL, else through the admin API of the
+ * cluster at BOOTSTRAPS (topics that already exist are fine). */
+int sf_kafka_create_topics(const sf_config_t *cfg, sf_broker_t *embedded,
+                           const char *bootstraps, char *errstr,
+                           size_t errstr_size);
+
+/* A client configuration: kafka.config entries, then bootstrap.servers =
+ * BOOTSTRAPS, then client.id = CLIENT_ID. NULL with errstr naming the bad
+ * property. */
+rd_kafka_conf_t *sf_kafka_conf_new(const sf_kafka_cfg_t *k,
+                                   const char *bootstraps,
+                                   const char *client_id, char *errstr,
+                                   size_t errstr_size);
+
+/* --- Producer ----------------------------------------------------------- */
+
+typedef struct sf_producer sf_producer_t;
+
+/* Called once per record from sf_producer_poll/flush with the OPAQUE given
+ * to sf_producer_send and the record's delivery result
+ * (RD_KAFKA_RESP_ERR_NO_ERROR when it is durably written, acks=all). */
+typedef void(sf_delivery_cb)(void *cb_arg, void *opaque,
+                             rd_kafka_resp_err_t err);
+
+/* Idempotent producer (enable.idempotence=true, acks=all). */
+sf_producer_t *sf_producer_new(const sf_kafka_cfg_t *k, const char *bootstraps,
+                               const char *client_id, sf_delivery_cb *cb,
+                               void *cb_arg, char *errstr,
+                               size_t errstr_size);
+
+/* Enqueues one record (copied). HEADERS may be NULL; ownership passes to the
+ * producer even on failure. PARTITION is RD_KAFKA_PARTITION_UA to partition
+ * by key. QUEUE_FULL is handled by polling and trying again until
+ * TIMEOUT_MS passes. Returns 0, or -1 with errstr (the delivery callback is
+ * then not called for this record). */
+int sf_producer_send(sf_producer_t *p, const char *topic, int32_t partition,
+                     const void *key, size_t key_len, const void *value,
+                     size_t value_len, rd_kafka_headers_t *headers,
+                     void *opaque, int timeout_ms, char *errstr,
+                     size_t errstr_size);
+
+/* Serves delivery reports; returns how many were served. */
+int sf_producer_poll(sf_producer_t *p, int timeout_ms);
+
+/* Waits up to TIMEOUT_MS for every record to be delivered or failed
+ * (callbacks run). Returns how many records are still outstanding. */
+int sf_producer_flush(sf_producer_t *p, int timeout_ms);
+
+/* Records enqueued whose delivery report has not been served yet. */
+int sf_producer_outstanding(const sf_producer_t *p);
+
+rd_kafka_t *sf_producer_handle(sf_producer_t *p);
+
+/* Flushes for up to TIMEOUT_MS, logs what was left, destroys. NULL no-op. */
+void sf_producer_destroy(sf_producer_t *p, int timeout_ms);
+
+/* Headers for a record sent to the DLQ: a copy of ORIG (may be NULL), then
+ * syncfleet-error, -stage, -attempts, -origin ("topic/partition/offset") and
+ * -failed-at (ISO 8601 UTC). */
+rd_kafka_headers_t *sf_dlq_headers_new(const rd_kafka_headers_t *orig,
+                                       const char *origin_topic,
+                                       int32_t partition, int64_t offset,
+                                       const char *error, const char *stage,
+                                       int attempts);
+
+/* --- Offset tracking ---------------------------------------------------- */
+
+/* The offsets of one partition that were handed out and are not done yet.
+ * Offsets are begun in increasing order and may be done in any order; the
+ * committable offset is the lowest unfinished one, or one past the highest
+ * begun when none is unfinished. */
+typedef struct sf_tracker sf_tracker_t;
+
+sf_tracker_t *sf_tracker_new(void);
+void sf_tracker_begin(sf_tracker_t *t, int64_t offset);
+/* Marks OFFSET done. Returns the committable offset if it moved, else -1.
+ * An offset never begun is ignored (returns -1). */
+int64_t sf_tracker_done(sf_tracker_t *t, int64_t offset);
+/* -1 when nothing was begun yet. */
+int64_t sf_tracker_committable(const sf_tracker_t *t);
+size_t sf_tracker_inflight(const sf_tracker_t *t);
+void sf_tracker_destroy(sf_tracker_t *t); /* NULL is a no-op */
+
+/* --- Consumer ----------------------------------------------------------- */
+
+typedef struct sf_consumer sf_consumer_t;
+
+/* Identifies one record handed out by sf_consumer_poll. EPOCH changes when
+ * the partition is revoked, so a late sf_consumer_done for a record of a
+ * lost assignment stores nothing. */
+typedef struct sf_offset_ref {
+        int topic_idx; /* index into the topics given to sf_consumer_new */
+        int32_t partition;
+        int64_t offset;
+        uint32_t epoch;
+} sf_offset_ref_t;
+
+/* Told which partitions are about to be revoked, before their offsets are
+ * committed: in-flight work on them will not be acknowledged. */
+typedef void(sf_revoke_cb)(void *opaque,
+                           const rd_kafka_topic_partition_list_t *parts);
+
+/* Group consumer: enable.auto.offset.store=false, auto commit of stored
+ * offsets, partition.assignment.strategy=cooperative-sticky (eager
+ * protocols are handled too), auto.offset.reset=earliest. */
+sf_consumer_t *sf_consumer_new(const sf_kafka_cfg_t *k, const char *bootstraps,
+                               const char *group, const char *client_id,
+                               const char *const *topics, size_t topic_cnt,
+                               char *errstr, size_t errstr_size);
+
+void sf_consumer_set_revoke_cb(sf_consumer_t *c, sf_revoke_cb *cb,
+                               void *opaque);
+
+/* Returns the next record (caller destroys it with
+ * rd_kafka_message_destroy) and registers it in-flight in *REF, or NULL when
+ * nothing arrived within TIMEOUT_MS. Consumer errors are logged here and
+ * never returned as records. */
+rd_kafka_message_t *sf_consumer_poll(sf_consumer_t *c, int timeout_ms,
+                                     sf_offset_ref_t *ref);
+
+/* Marks a record done (acknowledged downstream or dead-lettered) and stores
+ * the partition's offset up to its lowest unfinished record. */
+void sf_consumer_done(sf_consumer_t *c, const sf_offset_ref_t *ref);
+
+/* Records handed out and not done, over all partitions. */
+size_t sf_consumer_inflight(const sf_consumer_t *c);
+
+/* Pauses (1) or resumes (0) fetching on every assigned partition, for
+ * backpressure. Records already fetched still come out of poll. */
+void sf_consumer_pause(sf_consumer_t *c, int pause);
+
+/* Commits stored offsets synchronously. */
+int sf_consumer_commit(sf_consumer_t *c, char *errstr, size_t errstr_size);
+
+rd_kafka_t *sf_consumer_handle(sf_consumer_t *c);
+
+/* Commits what is stored, leaves the group, destroys. NULL is a no-op. */
+void sf_consumer_destroy(sf_consumer_t *c);
+
+#endif
