@@ -10,6 +10,8 @@
 static const sf_command_t sf_commands[] = {
     {"validate", "check a pipeline file and show what it captures",
      sf_cmd_validate},
+    {"router", "route sync-log changes to outbound topics", sf_cmd_router},
+    {"worker", "run message or web service workers", sf_cmd_worker},
     {"broker", "run the embedded Kafka broker standalone", sf_cmd_broker},
 };
 

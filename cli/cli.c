@@ -1,0 +1,33 @@
+/*
+ * Shared parts of the component commands.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+sf_config_t *sf_cli_load(const char *file)
+{
+        char *errors = NULL;
+        sf_config_t *cfg = sf_config_load(file, &errors);
+
+        if (!cfg)
+                fputs(errors ? errors : "invalid configuration\n", stderr);
+        free(errors);
+        return cfg;
+}
+
+const char *sf_cli_bootstraps(const sf_config_t *cfg, const char *override,
+                              const char *command)
+{
+        if (override)
+                return override;
+        if (!cfg->kafka.embedded)
+                return cfg->kafka.brokers;
+        fprintf(stderr,
+                "syncfleet %s: kafka.brokers is 'embedded', which lives inside "
+                "one process.\nRun everything with 'syncfleet run', or start "
+                "'syncfleet broker' and pass its address with --brokers.\n",
+                command);
+        return NULL;
+}

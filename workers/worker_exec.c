@@ -1,0 +1,382 @@
+/*
+ * Running one outbound record: load the record to export (the event image,
+ * or the current data for query mode and redirected events), render the
+ * mapping and the request against it, hand the request to the target
+ * connector, and turn its outcome into finished, retry or DLQ.
+ *
+ * A web service action runs its request first; after a 2xx the response
+ * step renders response.mapping with response.* to response.target; when
+ * the request finally fails the error step renders error.mapping with
+ * error.* to error.target. Only when that handling fails too does the
+ * record go to the DLQ.
+ */
+#include "worker_int.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define SF_MAX_RETRY_AFTER_MS (3600 * 1000)
+
+void sf_job_free(sf_job_t *job)
+{
+        if (!job)
+                return;
+        free(job->rec_key);
+        free(job->rec_value);
+        if (job->rec_headers)
+                rd_kafka_headers_destroy(job->rec_headers);
+        sf_outbound_clear(&job->ob);
+        cJSON_Delete(job->scope_record);
+        cJSON_Delete(job->reply);
+        free(job->last_error);
+        free(job);
+}
+
+static const sf_target_cfg_t *sf_job_target(const sf_job_t *job,
+                                            const sf_mapping_t **mapping)
+{
+        const sf_action_cfg_t *a = job->action;
+
+        if (a->kind == SF_KIND_MESSAGE) {
+                *mapping = a->mapping;
+                return &a->target;
+        }
+        switch (job->step) {
+        case SF_STEP_MAIN:
+                *mapping = a->request_body;
+                return &a->request;
+        case SF_STEP_RESPONSE:
+                *mapping = a->response_mapping;
+                return &a->response_target;
+        case SF_STEP_ERROR:
+                *mapping = a->error_mapping;
+                return &a->error_target;
+        }
+        return NULL;
+}
+
+static int sf_job_is_delete(const sf_job_t *job)
+{
+        return !strcmp(job->ob.event, "delete");
+}
+
+/* Loads the record the action exports into job->scope_record. Returns
+ * SF_OK, SF_RETRY, SF_FATAL, or -1 when the record no longer exists (a
+ * later delete event covers it: nothing to export). */
+static int sf_job_load(sf_worker_t *w, sf_job_t *job, char *errstr,
+                       size_t errstr_size)
+{
+        const sf_action_cfg_t *a = job->action;
+        const sf_outbound_t *ob = &job->ob;
+        int redirected = strcmp(ob->table, ob->root_table) != 0;
+        const sf_table_cfg_t *root;
+        cJSON *rec = NULL;
+        sf_status_t st;
+
+        if (job->scope_record)
+                return SF_OK;
+        if (a->source.mode == SF_MODE_EVENT && !redirected && ob->record) {
+                job->scope_record = cJSON_Duplicate(ob->record, 1);
+                return SF_OK;
+        }
+        root = sf_config_table(w->cfg, ob->root_table);
+        if (!root) {
+                sf_seterr(errstr, errstr_size,
+                          "table %s is not in the pipeline", ob->root_table);
+                return SF_FATAL;
+        }
+        if (sf_job_is_delete(job) && !redirected) {
+                /* the record is gone: export its last image, no children */
+                rec = ob->record ? cJSON_Duplicate(ob->record, 1)
+                                 : cJSON_Duplicate(ob->key, 1);
+                for (size_t i = 0; i < a->source.records_cnt; i++)
+                        cJSON_AddItemToObject(rec, a->source.records[i].name,
+                                              cJSON_CreateArray());
+                job->scope_record = rec;
+                return SF_OK;
+        }
+        if (!w->db) {
+                w->db = sf_source_db_open(w->cfg, errstr, errstr_size);
+                if (!w->db)
+                        return SF_RETRY;
+        }
+        st = sf_source_db_get(w->db, root, ob->root_key, &rec, errstr,
+                              errstr_size);
+        if (st != SF_OK)
+                return st;
+        if (!rec)
+                return -1;
+        for (size_t i = 0; i < a->source.records_cnt; i++) {
+                cJSON *children = NULL;
+
+                st = sf_source_db_children(w->db, &a->source.records[i], rec,
+                                           &children, errstr, errstr_size);
+                if (st != SF_OK) {
+                        cJSON_Delete(rec);
+                        return st;
+                }
+                cJSON_AddItemToObject(rec, a->source.records[i].name,
+                                      children);
+        }
+        job->scope_record = rec;
+        return SF_OK;
+}
+
+/* The special names of PIPELINE.md's templates. */
+static cJSON *sf_job_specials(const sf_job_t *job)
+{
+        const sf_outbound_t *ob = &job->ob;
+        cJSON *s = cJSON_CreateObject();
+        const char *op = !strcmp(ob->event, "insert")   ? "c"
+                         : !strcmp(ob->event, "delete") ? "d"
+                                                        : "u";
+
+        cJSON_AddStringToObject(s, "op", op);
+        cJSON_AddStringToObject(s, "event", ob->event);
+        cJSON_AddStringToObject(s, "table", ob->root_table);
+        cJSON_AddItemToObject(s, "key", cJSON_Duplicate(ob->root_key, 1));
+        if (ob->before)
+                cJSON_AddItemToObject(s, "before",
+                                      cJSON_Duplicate(ob->before, 1));
+        if (!sf_job_is_delete(job) && job->scope_record)
+                cJSON_AddItemToObject(s, "after",
+                                      cJSON_Duplicate(job->scope_record, 1));
+        cJSON_AddStringToObject(s, "event_id",
+                                ob->event_id ? ob->event_id : "");
+        return s;
+}
+
+/* A file name for json-format file targets: action, key values, event id,
+ * reduced to [A-Za-z0-9._-]. */
+static char *sf_job_file_name(const sf_job_t *job)
+{
+        sf_buf_t b;
+        const cJSON *v;
+
+        sf_buf_init(&b, 4096);
+        sf_buf_printf(&b, "%s", job->ob.action);
+        cJSON_ArrayForEach(v, job->ob.root_key)
+        {
+                if (cJSON_IsString(v))
+                        sf_buf_printf(&b, "-%s", v->valuestring);
+                else if (cJSON_IsNumber(v))
+                        sf_buf_printf(&b, "-%.17g", v->valuedouble);
+        }
+        sf_buf_printf(&b, "-%s.json", job->ob.event_id ? job->ob.event_id
+                                                       : "noid");
+        for (size_t i = 0; i < b.len; i++) {
+                unsigned char c = (unsigned char)b.data[i];
+
+                if (!isalnum(c) && c != '.' && c != '-' && c != '_')
+                        b.data[i] = '_';
+        }
+        if (b.data[0] == '.')
+                b.data[0] = '_';
+        return sf_buf_steal(&b);
+}
+
+static void sf_job_on_result(void *opaque, const sf_result_t *res);
+
+/* Moves a failed web service request to its error step, if it has one. */
+static int sf_job_to_error_step(sf_worker_t *w, sf_job_t *job,
+                                int http_status, const char *message)
+{
+        cJSON *err;
+
+        if (job->action->kind != SF_KIND_WEBSERVICE ||
+            job->step != SF_STEP_MAIN || !job->action->has_error)
+                return 0;
+        cJSON_Delete(job->reply);
+        job->reply = cJSON_CreateObject();
+        err = cJSON_AddObjectToObject(job->reply, "error");
+        cJSON_AddNumberToObject(err, "status", http_status);
+        cJSON_AddStringToObject(err, "message", message);
+        cJSON_AddNumberToObject(err, "attempts", job->attempts);
+        job->step = SF_STEP_ERROR;
+        job->attempts = 0;
+        sf_job_start(w, job);
+        return 1;
+}
+
+static void sf_job_fail(sf_worker_t *w, sf_job_t *job, sf_status_t st,
+                        const char *error, int http_status,
+                        int64_t retry_after_ms)
+{
+        const sf_mapping_t *mapping;
+        const sf_target_cfg_t *t = sf_job_target(job, &mapping);
+        const sf_retry_cfg_t *rc = &t->conn->retry;
+        char reason[768];
+
+        free(job->last_error);
+        job->last_error = sf_strdup(error);
+        if (st == SF_RETRY && job->attempts < rc->max_attempts) {
+                int64_t delay = rc->initial_backoff_ms;
+
+                for (int i = 1; i < job->attempts && delay < rc->max_backoff_ms;
+                     i++)
+                        delay *= 2;
+                if (delay > rc->max_backoff_ms)
+                        delay = rc->max_backoff_ms;
+                /* jitter in [delay/2, delay], so keys that failed together
+                 * do not come back together */
+                delay = delay / 2 + rand_r(&w->seed) % (delay / 2 + 1);
+                if (retry_after_ms >= 0)
+                        delay = retry_after_ms > SF_MAX_RETRY_AFTER_MS
+                                    ? SF_MAX_RETRY_AFTER_MS
+                                    : retry_after_ms;
+                sf_debug(w->stage, "%s: retry %d in %lld ms: %s",
+                         job->action->name, job->attempts, (long long)delay,
+                         error);
+                sf_worker_job_retry(w, job, delay);
+                return;
+        }
+        if (st == SF_RETRY)
+                snprintf(reason, sizeof(reason),
+                         "%s: gave up after %d attempts: %s", job->action->name,
+                         job->attempts, error);
+        else
+                snprintf(reason, sizeof(reason), "%s: %s", job->action->name,
+                         error);
+        if (sf_job_to_error_step(w, job, http_status, error))
+                return;
+        sf_worker_job_dead(w, job, reason);
+}
+
+void sf_job_start(sf_worker_t *w, sf_job_t *job)
+{
+        const sf_mapping_t *mapping;
+        const sf_target_cfg_t *t = sf_job_target(job, &mapping);
+        sf_scope_t s_record, s_special, s_extra;
+        const sf_scope_t *scope;
+        sf_request_t req;
+        sf_conn_slot_t *slot;
+        cJSON *specials = NULL, *body = NULL;
+        char *path = NULL, *fname = NULL;
+        char errstr[512];
+        int rc, is_delete = sf_job_is_delete(job);
+
+        job->state = SF_JOB_RUNNING;
+        job->attempts++;
+        rc = sf_job_load(w, job, errstr, sizeof(errstr));
+        if (rc == -1) {
+                sf_debug(w->stage, "%s: %s record no longer exists, nothing "
+                                   "to export",
+                         job->action->name, job->ob.root_table);
+                sf_worker_job_finished(w, job);
+                return;
+        }
+        if (rc != SF_OK) {
+                sf_job_fail(w, job, (sf_status_t)rc, errstr, 0, -1);
+                return;
+        }
+        if (job->action->kind == SF_KIND_MESSAGE && is_delete &&
+            t->delete_skip) {
+                sf_worker_job_finished(w, job);
+                return;
+        }
+        slot = sf_worker_conn(w, t->conn);
+        if (!slot) {
+                sf_job_fail(w, job, SF_RETRY, "connector cannot be opened", 0,
+                            -1);
+                return;
+        }
+        specials = sf_job_specials(job);
+        s_record = (sf_scope_t){.obj = job->scope_record, .next = NULL};
+        s_special = (sf_scope_t){.obj = specials, .next = &s_record};
+        scope = &s_special;
+        if (job->step != SF_STEP_MAIN) {
+                cJSON_AddItemToObject(job->reply, "record",
+                                      cJSON_Duplicate(job->scope_record, 1));
+                s_extra = (sf_scope_t){.obj = job->reply, .next = scope};
+                scope = &s_extra;
+        }
+        memset(&req, 0, sizeof(req));
+        req.action = job->action->name;
+        req.idempotency_key = job->ob.event_id;
+        req.method = t->method ? t->method : "PUT";
+        if (t->conn->type == SF_CONN_HTTP) {
+                const sf_template_t *ptpl = t->path;
+                int http_delete = job->action->kind == SF_KIND_MESSAGE &&
+                                  is_delete;
+
+                if (http_delete) {
+                        req.method = t->delete_method ? t->delete_method
+                                                      : "DELETE";
+                        if (t->delete_path)
+                                ptpl = t->delete_path;
+                }
+                if (ptpl) {
+                        path = sf_template_render_str(ptpl, scope,
+                                                      SF_RENDER_URLENCODE,
+                                                      errstr, sizeof(errstr));
+                        if (!path)
+                                goto fatal;
+                }
+                req.path = path;
+                if (http_delete)
+                        mapping = NULL;
+        } else if (t->conn->type == SF_CONN_FILE &&
+                   t->conn->format == SF_FILE_JSON) {
+                fname = sf_job_file_name(job);
+                req.path = fname;
+        }
+        if (mapping) {
+                body = sf_mapping_render(mapping, scope, errstr,
+                                         sizeof(errstr));
+                if (!body)
+                        goto fatal;
+        }
+        if (job->step != SF_STEP_MAIN)
+                cJSON_DeleteItemFromObject(job->reply, "record");
+        req.body = body;
+        if (slot->ops->send(slot->conn, &req, sf_job_on_result, job, errstr,
+                            sizeof(errstr)))
+                goto fatal;
+        goto out;
+fatal:
+        if (job->step != SF_STEP_MAIN && job->reply)
+                cJSON_DeleteItemFromObject(job->reply, "record");
+        sf_job_fail(w, job, SF_FATAL, errstr, 0, -1);
+out:
+        cJSON_Delete(specials);
+        cJSON_Delete(body);
+        free(path);
+        free(fname);
+}
+
+/* A connector's verdict on the current step. */
+static void sf_job_on_result(void *opaque, const sf_result_t *res)
+{
+        sf_job_t *job = opaque;
+        sf_worker_t *w = job->worker;
+
+        if (res->status == SF_OK) {
+                if (job->action->kind == SF_KIND_WEBSERVICE &&
+                    job->step == SF_STEP_MAIN && job->action->has_response) {
+                        cJSON_Delete(job->reply);
+                        job->reply = cJSON_CreateObject();
+                        cJSON_AddItemToObject(
+                            job->reply, "response",
+                            res->response ? cJSON_Duplicate(res->response, 1)
+                                          : cJSON_CreateNull());
+                        cJSON_AddNumberToObject(job->reply, "status",
+                                                res->http_status);
+                        cJSON_AddItemToObject(
+                            job->reply, "headers",
+                            res->response_headers_json
+                                ? cJSON_Parse(res->response_headers_json)
+                                : cJSON_CreateObject());
+                        job->step = SF_STEP_RESPONSE;
+                        job->attempts = 0;
+                        sf_job_start(w, job);
+                        return;
+                }
+                sf_worker_job_finished(w, job);
+                return;
+        }
+        sf_job_fail(w, job, res->status, res->error, res->http_status,
+                    res->retry_after_ms);
+}
