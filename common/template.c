@@ -1,7 +1,8 @@
 /*
  * Templates: compiled once into literal and reference segments, rendered
  * per record without re-parsing. The filters themselves live in
- * template_filters.c.
+ * template_filters.c. Rendering only reads a compiled template, so worker
+ * threads may share one.
  */
 #include "template.h"
 
@@ -484,7 +485,6 @@ static int sf_trender_ref(const sf_template_t *t, const sf_tseg_t *s,
         size_t i;
         int wn;
 
-        sf_twhere(t, s, &w, &wn);
         if (!cur && !s->has_default)
                 goto missing;
         for (i = 0; i < s->filter_cnt; i++) {
@@ -492,6 +492,7 @@ static int sf_trender_ref(const sf_template_t *t, const sf_tseg_t *s,
                 if (sf_tfilter_apply(&s->filters[i], cur, &next, err,
                                      sizeof(err))) {
                         cJSON_Delete(mine);
+                        sf_twhere(t, s, &w, &wn);
                         sf_seterr(errstr, errstr_size, "%s in \"%.*s\"", err,
                                   wn, w);
                         return -1;
@@ -509,6 +510,7 @@ static int sf_trender_ref(const sf_template_t *t, const sf_tseg_t *s,
         return 0;
 missing:
         cJSON_Delete(mine);
+        sf_twhere(t, s, &w, &wn);
         sf_seterr(errstr, errstr_size, "missing field '%s' in \"%.*s\"",
                   s->path, wn, w);
         return -1;
@@ -564,7 +566,16 @@ cJSON *sf_template_render(const sf_template_t *t, const sf_scope_t *scope,
                 if (sf_trender_ref(t, &t->segs[0], scope, &val, &own, errstr,
                                    errstr_size))
                         return NULL;
-                return own ? own : cJSON_Duplicate(val, 1);
+                if (own)
+                        return own;
+                /* A copy of an object member carries its key: drop it so
+                 * the caller gets a bare value. */
+                res = cJSON_Duplicate(val, 1);
+                if (res && res->string && !(res->type & cJSON_StringIsConst)) {
+                        cJSON_free(res->string);
+                        res->string = NULL;
+                }
+                return res;
         }
         text = sf_trender_text(t, scope, 0, errstr, errstr_size);
         if (!text)

@@ -4,9 +4,18 @@
  * Every filter lets a missing field through untouched, so a default(...)
  * later in the chain can still supply it, and every filter but string and
  * default lets null through (string renders null as "", default replaces
- * it). lower and upper map letters with the C.UTF-8 locale's case tables
- * when the system has that locale, ASCII letters only otherwise; invalid
- * UTF-8 bytes are kept as they are.
+ * it). Beyond template.h's summary:
+ *   - lower and upper map letters with the C.UTF-8 locale's case tables
+ *     when the system has that locale, ASCII letters only otherwise; bytes
+ *     that are not UTF-8 are kept. trim strips ASCII whitespace.
+ *   - number accepts surrounding whitespace, a sign, a fraction and an
+ *     exponent, never hex, inf or nan.
+ *   - bool also takes the numbers 0 and 1; its words ignore case.
+ *   - json leaves a value that is not a string as it is, and refuses text
+ *     nested deeper than SF_TEMPLATE_DEPTH_MAX.
+ *   - date takes HH:MM without seconds too, drops fractions of a second,
+ *     reads a time without an offset as UTC, and refuses years outside
+ *     0000..9999.
  */
 #include <ctype.h>
 #include <locale.h>
@@ -156,14 +165,18 @@ int sf_template_parse_number(const char *s, size_t n, double *out)
  * that read back as the same double. */
 static void sf_number_text(double d, char *buf, size_t size)
 {
+        int prec;
+
         if (!isfinite(d)) {
                 snprintf(buf, size, "null");
         } else if (d == floor(d) && fabs(d) < 1e17) {
                 snprintf(buf, size, "%.0f", d == 0 ? 0.0 : d);
         } else {
-                snprintf(buf, size, "%.15g", d);
-                if (strtod(buf, NULL) != d)
-                        snprintf(buf, size, "%.17g", d);
+                for (prec = 15; prec <= 17; prec++) {
+                        snprintf(buf, size, "%.*g", prec, d);
+                        if (strtod(buf, NULL) == d)
+                                break;
+                }
         }
 }
 
@@ -506,10 +519,23 @@ static int sf_parse_iso(const char *s, int64_t *epoch)
         return 0;
 }
 
+/* Writes "filter 'NAME' VERB <value> TAIL" and fails; the value is only
+ * described here, so successful renders never pay for it. */
+static int sf_tfail(char *errstr, size_t errstr_size, const char *name,
+                    const char *verb, const cJSON *in, const char *tail)
+{
+        char what[96];
+
+        sf_template_describe(in, what, sizeof(what));
+        sf_seterr(errstr, errstr_size, "filter '%s' %s %s%s", name, verb, what,
+                  tail);
+        return -1;
+}
+
 static int sf_date(const sf_tfilter_t *f, const cJSON *in, cJSON **out,
                    char *errstr, size_t errstr_size)
 {
-        char what[96], text[256];
+        char text[256];
         int64_t epoch;
         struct tm tm;
         time_t tt;
@@ -540,17 +566,15 @@ static int sf_date(const sf_tfilter_t *f, const cJSON *in, cJSON **out,
         *out = cJSON_CreateString(text);
         return 0;
 bad:
-        sf_template_describe(in, what, sizeof(what));
-        sf_seterr(errstr, errstr_size,
-                  "filter 'date' cannot parse %s as a date", what);
-        return -1;
+        return sf_tfail(errstr, errstr_size, "date", "cannot parse", in,
+                        " as a date");
 }
 
 int sf_tfilter_apply(const sf_tfilter_t *f, const cJSON *in, cJSON **out,
                      char *errstr, size_t errstr_size)
 {
         const char *name = sf_tfilter_name(f->kind);
-        char what[96];
+        char tail[64];
         double d;
         int b;
         sf_buf_t buf;
@@ -568,17 +592,18 @@ int sf_tfilter_apply(const sf_tfilter_t *f, const cJSON *in, cJSON **out,
                         *out = cJSON_CreateString("");
                 return 0;
         }
-        sf_template_describe(in, what, sizeof(what));
         switch (f->kind) {
         case SF_TF_LOWER:
         case SF_TF_UPPER:
         case SF_TF_TRIM:
                 if (!cJSON_IsString(in))
-                        goto needs_string;
-                *out =
-                    f->kind == SF_TF_TRIM
-                        ? sf_trim(in->valuestring)
-                        : sf_case_map(in->valuestring, f->kind == SF_TF_UPPER);
+                        return sf_tfail(errstr, errstr_size, name,
+                                        "needs a string, got", in, "");
+                if (f->kind == SF_TF_TRIM)
+                        *out = sf_trim(in->valuestring);
+                else
+                        *out = sf_case_map(in->valuestring,
+                                           f->kind == SF_TF_UPPER);
                 return 0;
         case SF_TF_NUMBER:
                 if (cJSON_IsNumber(in))
@@ -589,13 +614,9 @@ int sf_tfilter_apply(const sf_tfilter_t *f, const cJSON *in, cJSON **out,
                 }
                 if (!cJSON_IsString(in) ||
                     sf_template_parse_number(in->valuestring,
-                                             strlen(in->valuestring), &d)) {
-                        sf_seterr(errstr, errstr_size,
-                                  "filter 'number' cannot convert %s to a "
-                                  "number",
-                                  what);
-                        return -1;
-                }
+                                             strlen(in->valuestring), &d))
+                        return sf_tfail(errstr, errstr_size, name,
+                                        "cannot convert", in, " to a number");
                 *out = cJSON_CreateNumber(d);
                 return 0;
         case SF_TF_STRING:
@@ -604,11 +625,10 @@ int sf_tfilter_apply(const sf_tfilter_t *f, const cJSON *in, cJSON **out,
                 sf_buf_init(&buf, SF_TEMPLATE_TEXT_MAX);
                 if (sf_template_append_value(&buf, in, 0)) {
                         sf_buf_free(&buf);
-                        sf_seterr(errstr, errstr_size,
-                                  "filter 'string' output for %s exceeds %u "
-                                  "bytes",
-                                  what, SF_TEMPLATE_TEXT_MAX);
-                        return -1;
+                        snprintf(tail, sizeof(tail), " exceeds %u bytes",
+                                 SF_TEMPLATE_TEXT_MAX);
+                        return sf_tfail(errstr, errstr_size, name, "output for",
+                                        in, tail);
                 }
                 *out = cJSON_CreateString(buf.len ? buf.data : "");
                 sf_buf_free(&buf);
@@ -621,33 +641,26 @@ int sf_tfilter_apply(const sf_tfilter_t *f, const cJSON *in, cJSON **out,
                         *out = cJSON_CreateBool(in->valuedouble == 1);
                         return 0;
                 }
-                if (!cJSON_IsString(in) || sf_parse_bool(in->valuestring, &b)) {
-                        sf_seterr(errstr, errstr_size,
-                                  "filter 'bool' cannot convert %s to a "
-                                  "boolean",
-                                  what);
-                        return -1;
-                }
+                if (!cJSON_IsString(in) || sf_parse_bool(in->valuestring, &b))
+                        return sf_tfail(errstr, errstr_size, name,
+                                        "cannot convert", in, " to a boolean");
                 *out = cJSON_CreateBool(b);
                 return 0;
         case SF_TF_JSON:
                 if (!cJSON_IsString(in))
                         return 0;
                 *out = cJSON_ParseWithOpts(in->valuestring, NULL, 1);
-                if (!*out) {
-                        sf_seterr(errstr, errstr_size,
-                                  "filter 'json' cannot parse %s as JSON",
-                                  what);
-                        return -1;
-                }
+                if (!*out)
+                        return sf_tfail(errstr, errstr_size, name,
+                                        "cannot parse", in, " as JSON");
                 if (sf_json_depth(*out, 1) > SF_TEMPLATE_DEPTH_MAX) {
                         cJSON_Delete(*out);
                         *out = NULL;
-                        sf_seterr(errstr, errstr_size,
-                                  "filter 'json' got %s nested deeper than "
-                                  "%d levels",
-                                  what, SF_TEMPLATE_DEPTH_MAX);
-                        return -1;
+                        snprintf(tail, sizeof(tail),
+                                 " nested deeper than %d levels",
+                                 SF_TEMPLATE_DEPTH_MAX);
+                        return sf_tfail(errstr, errstr_size, name, "got", in,
+                                        tail);
                 }
                 return 0;
         case SF_TF_DATE:
@@ -656,8 +669,4 @@ int sf_tfilter_apply(const sf_tfilter_t *f, const cJSON *in, cJSON **out,
                 break;
         }
         return 0;
-needs_string:
-        sf_seterr(errstr, errstr_size, "filter '%s' needs a string, got %s",
-                  name, what);
-        return -1;
 }
