@@ -367,7 +367,7 @@ sf_template_t *sf_template_compile(const char *src, size_t *err_offset,
         sf_template_t *t = sf_calloc(1, sizeof(*t));
         sf_tparser_t ps;
         sf_tseg_t ref;
-        size_t pos = 0, open, end;
+        size_t pos = 0, open, end = 0;
         const char *hit;
 
         if (!src)
