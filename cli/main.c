@@ -8,6 +8,7 @@
 #include "sf.h"
 
 static const sf_command_t sf_commands[] = {
+    {"run", "run the whole pipeline in one process", sf_cmd_run},
     {"validate", "check a pipeline file and show what it captures",
      sf_cmd_validate},
     {"router", "route sync-log changes to outbound topics", sf_cmd_router},
