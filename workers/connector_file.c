@@ -1,0 +1,376 @@
+/*
+ * The file connector: documents written to a directory, durably.
+ *
+ * format jsonl appends one compact JSON line per document to
+ * DIR/<action>.jsonl; format json writes each document to DIR/<path> through
+ * a temporary file and a rename, so a reader never sees half a document.
+ * Either way the data is on disk (fsync) before the completion says SF_OK,
+ * because the worker stores its Kafka offset right after.
+ *
+ * Writing is synchronous inside send(); the outcome waits in a FIFO and is
+ * reported by the next poll(), as connector.h requires. jsonl lines are
+ * appended with a single write() on an O_APPEND descriptor, so worker
+ * threads sharing a file do not interleave lines. A write that fails half
+ * way (ENOSPC) can leave a partial last line, which the retry follows with
+ * a complete one: readers should skip a line that does not parse.
+ */
+#include "connector.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define SF_FILE_LOG "file"
+
+typedef struct sf_file_done {
+        struct sf_file_done *next;
+        sf_conn_done_cb *done;
+        void *opaque;
+        sf_result_t res;
+} sf_file_done_t;
+
+struct sf_conn {
+        const sf_connector_cfg_t *cfg;
+        char *name;
+        char *dir;
+        sf_file_done_t *head, *tail; /* outcomes waiting for poll() */
+        size_t pending;
+};
+
+/* mkdir -p: every missing component of PATH, mode 0755. */
+static int file_mkdirs(const char *path)
+{
+        char *p = sf_strdup(path);
+        int rc = 0;
+
+        for (char *s = p + 1; *s && !rc; s++) {
+                if (*s != '/')
+                        continue;
+                *s = '\0';
+                if (mkdir(p, 0755) && errno != EEXIST)
+                        rc = -1;
+                *s = '/';
+        }
+        if (!rc && mkdir(p, 0755) && errno != EEXIST)
+                rc = -1;
+        free(p);
+        return rc;
+}
+
+/* Writes all of BUF, riding over short writes and EINTR. */
+static int file_write_all(int fd, const char *buf, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = write(fd, buf, len);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -1;
+                buf += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+/* fsync of the directory makes a new name (created or renamed) durable. */
+static int file_sync_dir(const char *dir)
+{
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int rc;
+
+        if (fd < 0)
+                return -1;
+        rc = fsync(fd);
+        if (rc) {
+                int e = errno;
+
+                close(fd);
+                errno = e;
+                return -1;
+        }
+        return close(fd);
+}
+
+/* The file name of an action: [A-Za-z0-9._-] kept, anything else '_', no
+ * leading dot. */
+static char *file_action_name(const char *action)
+{
+        char *s = sf_strdup(action && *action ? action : "documents");
+
+        for (char *p = s; *p; p++)
+                if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                      (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' ||
+                      *p == '-'))
+                        *p = '_';
+        if (s[0] == '.')
+                s[0] = '_';
+        return s;
+}
+
+/* Opens PATH with FLAGS, creating the directory when it is missing. */
+static int file_open(sf_conn_t *c, const char *path, int flags)
+{
+        int fd = open(path, flags | O_CLOEXEC, 0644);
+
+        if (fd < 0 && errno == ENOENT) {
+                if (file_mkdirs(c->dir))
+                        return -1;
+                fd = open(path, flags | O_CLOEXEC, 0644);
+        }
+        return fd;
+}
+
+static sf_status_t file_append_line(sf_conn_t *c, const char *action,
+                                    const char *doc, char *err, size_t errsz)
+{
+        char *name = file_action_name(action);
+        char *path = sf_asprintf("%s/%s.jsonl", c->dir, name);
+        char *line = sf_asprintf("%s\n", doc);
+        const char *step = "open";
+        sf_status_t st = SF_RETRY;
+        struct stat sb;
+        int created = 0;
+        int fd;
+
+        /* a fresh file also needs its directory entry made durable */
+        created = stat(path, &sb) != 0;
+        fd = file_open(c, path, O_WRONLY | O_APPEND | O_CREAT);
+        if (fd < 0)
+                goto out;
+        step = "write";
+        if (file_write_all(fd, line, strlen(line)))
+                goto out;
+        step = "fsync";
+        if (fsync(fd))
+                goto out;
+        step = "close";
+        if (close(fd)) {
+                fd = -1;
+                goto out;
+        }
+        fd = -1;
+        step = "fsync directory of";
+        if (created && file_sync_dir(c->dir))
+                goto out;
+        st = SF_OK;
+out:
+        if (st != SF_OK)
+                sf_seterr(err, errsz, "%s %s: %s", step, path, strerror(errno));
+        if (fd >= 0)
+                close(fd);
+        free(line);
+        free(path);
+        free(name);
+        return st;
+}
+
+/* NAME is a plain file name: not empty, no '/', not hidden (which also
+ * keeps "." and ".." and our temporary files out). */
+static int file_name_ok(const char *name)
+{
+        return name && *name && name[0] != '.' && !strchr(name, '/') &&
+               strlen(name) <= NAME_MAX - 16;
+}
+
+static sf_status_t file_write_doc(sf_conn_t *c, const char *name,
+                                  const char *doc, char *err, size_t errsz)
+{
+        char *path = sf_asprintf("%s/%s", c->dir, name);
+        char *tmp = sf_asprintf("%s/.%s.XXXXXX", c->dir, name);
+        const char *step = "create a temporary file in";
+        const char *failed = c->dir;
+        sf_status_t st = SF_RETRY;
+        int tmp_made = 0;
+        int fd;
+
+        fd = mkstemp(tmp);
+        if (fd < 0 && errno == ENOENT && !file_mkdirs(c->dir))
+                fd = mkstemp(tmp);
+        if (fd < 0)
+                goto out;
+        tmp_made = 1;
+        failed = tmp;
+        step = "write";
+        if (fchmod(fd, 0644) || file_write_all(fd, doc, strlen(doc)) ||
+            file_write_all(fd, "\n", 1))
+                goto out;
+        step = "fsync";
+        if (fsync(fd))
+                goto out;
+        step = "close";
+        if (close(fd)) {
+                fd = -1;
+                goto out;
+        }
+        fd = -1;
+        step = "rename to";
+        failed = path;
+        if (rename(tmp, path))
+                goto out;
+        tmp_made = 0;
+        step = "fsync directory of";
+        if (file_sync_dir(c->dir))
+                goto out;
+        st = SF_OK;
+out:
+        if (st != SF_OK)
+                sf_seterr(err, errsz, "%s %s: %s", step, failed,
+                          strerror(errno));
+        if (fd >= 0)
+                close(fd);
+        if (tmp_made)
+                unlink(tmp);
+        free(tmp);
+        free(path);
+        return st;
+}
+
+static void file_queue(sf_conn_t *c, sf_conn_done_cb *done, void *opaque,
+                       sf_status_t st, const char *error)
+{
+        sf_file_done_t *d = sf_calloc(1, sizeof(*d));
+
+        d->done = done;
+        d->opaque = opaque;
+        d->res.status = st;
+        d->res.retry_after_ms = -1;
+        snprintf(d->res.error, sizeof(d->res.error), "%s", error);
+        if (c->tail)
+                c->tail->next = d;
+        else
+                c->head = d;
+        c->tail = d;
+        c->pending++;
+}
+
+static sf_conn_t *file_open_conn(const sf_connector_cfg_t *cfg,
+                                 const sf_config_t *pipeline, char *errstr,
+                                 size_t errstr_size)
+{
+        const char *name = cfg->name ? cfg->name : "file";
+        sf_conn_t *c;
+        size_t len;
+
+        (void)pipeline;
+        if (!cfg->dir || !*cfg->dir) {
+                sf_seterr(errstr, errstr_size, "connector %s: dir is empty",
+                          name);
+                return NULL;
+        }
+        c = sf_calloc(1, sizeof(*c));
+        c->cfg = cfg;
+        c->name = sf_strdup(name);
+        c->dir = sf_strdup(cfg->dir);
+        len = strlen(c->dir);
+        while (len > 1 && c->dir[len - 1] == '/')
+                c->dir[--len] = '\0';
+        /* Not fatal: the directory may appear later (a mount); every write
+         * tries again and reports SF_RETRY meanwhile. */
+        if (file_mkdirs(c->dir))
+                sf_warn(SF_FILE_LOG, "connector %s: mkdir %s: %s", name, c->dir,
+                        strerror(errno));
+        return c;
+}
+
+static int file_send(sf_conn_t *c, const sf_request_t *req,
+                     sf_conn_done_cb *done, void *opaque, char *errstr,
+                     size_t errstr_size)
+{
+        char err[sizeof(((sf_result_t *)0)->error)] = "";
+        sf_status_t st;
+        char *doc = NULL;
+
+        (void)errstr;
+        (void)errstr_size;
+        if (!req->body) {
+                st = SF_FATAL;
+                snprintf(err, sizeof(err), "connector %s: no document",
+                         c->name);
+                goto out;
+        }
+        doc = cJSON_PrintUnformatted(req->body);
+        if (!doc) {
+                st = SF_FATAL;
+                snprintf(err, sizeof(err),
+                         "connector %s: the document cannot be serialized "
+                         "as JSON",
+                         c->name);
+                goto out;
+        }
+        if (c->cfg->format == SF_FILE_JSON) {
+                if (!file_name_ok(req->path)) {
+                        st = SF_FATAL;
+                        snprintf(err, sizeof(err),
+                                 "connector %s: \"%s\" is not a plain file "
+                                 "name",
+                                 c->name, req->path ? req->path : "");
+                        goto out;
+                }
+                st = file_write_doc(c, req->path, doc, err, sizeof(err));
+        } else {
+                st = file_append_line(c, req->action, doc, err, sizeof(err));
+        }
+        if (st != SF_OK)
+                sf_warn(SF_FILE_LOG, "connector %s: %s", c->name, err);
+out:
+        file_queue(c, done, opaque, st, err);
+        cJSON_free(doc);
+        return 0;
+}
+
+static int file_poll(sf_conn_t *c, int timeout_ms)
+{
+        int n = 0;
+
+        (void)timeout_ms; /* nothing is ever in progress */
+        while (c->head) {
+                sf_file_done_t *d = c->head;
+
+                c->head = d->next;
+                if (!c->head)
+                        c->tail = NULL;
+                c->pending--;
+                d->done(d->opaque, &d->res);
+                free(d);
+                n++;
+        }
+        return n;
+}
+
+static size_t file_pending(const sf_conn_t *c)
+{
+        return c->pending;
+}
+
+static void file_close(sf_conn_t *c)
+{
+        if (!c)
+                return;
+        while (c->head) {
+                sf_file_done_t *d = c->head;
+
+                c->head = d->next;
+                free(d);
+        }
+        free(c->dir);
+        free(c->name);
+        free(c);
+}
+
+const sf_connector_ops_t sf_connector_file = {
+    .name = "file",
+    .type = SF_CONN_FILE,
+    .open = file_open_conn,
+    .send = file_send,
+    .poll = file_poll,
+    .pending = file_pending,
+    .close = file_close,
+};
