@@ -13,5 +13,6 @@ typedef struct sf_command {
 
 int sf_cmd_validate(int argc, char **argv);
 int sf_cmd_broker(int argc, char **argv);
+int sf_cmd_producer(int argc, char **argv);
 
 #endif

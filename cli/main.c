@@ -11,6 +11,8 @@ static const sf_command_t sf_commands[] = {
     {"validate", "check a pipeline file and show what it captures",
      sf_cmd_validate},
     {"broker", "run the embedded Kafka broker standalone", sf_cmd_broker},
+    {"producer", "capture table changes and publish them to the sync-log",
+     sf_cmd_producer},
 };
 
 #define SF_COMMAND_CNT (sizeof(sf_commands) / sizeof(sf_commands[0]))
