@@ -16,5 +16,6 @@ int sf_cmd_broker(int argc, char **argv);
 int sf_cmd_run(int argc, char **argv);
 int sf_cmd_router(int argc, char **argv);
 int sf_cmd_worker(int argc, char **argv);
+int sf_cmd_producer(int argc, char **argv);
 
 #endif

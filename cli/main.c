@@ -14,6 +14,8 @@ static const sf_command_t sf_commands[] = {
     {"router", "route sync-log changes to outbound topics", sf_cmd_router},
     {"worker", "run message or web service workers", sf_cmd_worker},
     {"broker", "run the embedded Kafka broker standalone", sf_cmd_broker},
+    {"producer", "capture table changes and publish them to the sync-log",
+     sf_cmd_producer},
 };
 
 #define SF_COMMAND_CNT (sizeof(sf_commands) / sizeof(sf_commands[0]))

@@ -22,8 +22,10 @@
 #define SF_MAX_RECORD_BYTES (8u * 1024 * 1024)
 
 /* Canonical JSON: object keys sorted (byte order, recursively), no
- * whitespace, numbers as cJSON prints them. Equal values give equal bytes,
- * so equal keys hash to the same partition. Returns a malloc'd string. */
+ * whitespace, strings escaped as cJSON escapes them; integral numbers below
+ * 1e21 as plain digits (-0 as 0), other numbers in the shortest %g form
+ * that reads back exactly. Equal values give equal bytes, so equal keys
+ * hash to the same partition. Returns a malloc'd string (NULL for NULL). */
 char *sf_json_canonical(const cJSON *v);
 
 /* Operation codes of the sync-log (Debezium's). */

@@ -1,0 +1,792 @@
+/*
+ * The record formats of DESIGN.md: canonical JSON, the sync-log change
+ * envelope and the outbound record.
+ *
+ * Choices the header leaves open:
+ * - Numbers: an integral value below 1e21 in magnitude is printed as plain
+ *   digits (42, 1764150000000, 100000000000000000000), -0 as 0; any other
+ *   finite number in the shortest of %.15g/%.16g/%.17g that reads back to
+ *   the same double; NaN and infinities as null. cJSON 1.7.15 itself prints
+ *   -0 as "-0", 1e15 as "1e+15" and 9007199254740992 as
+ *   "9.00719925474099e+15" (which reads back as a different number), so it
+ *   is neither canonical nor lossless for large keys.
+ * - Strings are escaped exactly as cJSON does: \" \\ \b \f \n \r \t, other
+ *   bytes below 0x20 as \u00xx, everything else (UTF-8 included) verbatim.
+ * - Sync-log value: "before" and "after" are always present (null when
+ *   absent); source.schema and source.lsn are left out when NULL and
+ *   source.txid when -1. The parser accepts them absent or null.
+ * - Parsing ignores members it does not know (Debezium's extras), takes a
+ *   numeric source.lsn (Debezium's PostgreSQL connector) as its digits,
+ *   defaults source.seq to 0, and requires the record key's "table" to
+ *   equal source.table. Required members that are null count as missing.
+ * - Derived event id (no header): "<connector>:<db>:<lsn>:<seq>" when the
+ *   source has an lsn, else "<connector>:<db>:<seq>".
+ */
+#include "envelope.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sf.h"
+
+/* --- Canonical JSON ----------------------------------------------------- */
+
+/* The output and whether it hit the buffer's cap, so that an oversized
+ * value fails as a whole instead of coming out truncated. */
+typedef struct canon {
+        sf_buf_t b;
+        int err;
+} canon_t;
+
+static void put(canon_t *c, const void *p, size_t n)
+{
+        if (!c->err && sf_buf_append(&c->b, p, n))
+                c->err = 1;
+}
+
+static void canon_string(canon_t *b, const char *s)
+{
+        static const char hex[] = "0123456789abcdef";
+        const unsigned char *p = (const unsigned char *)(s ? s : "");
+        const unsigned char *run = p;
+
+        put(b, "\"", 1);
+        for (; *p; p++) {
+                char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
+                size_t n = 2;
+
+                switch (*p) {
+                case '"':
+                case '\\':
+                        esc[1] = (char)*p;
+                        break;
+                case '\b':
+                        esc[1] = 'b';
+                        break;
+                case '\f':
+                        esc[1] = 'f';
+                        break;
+                case '\n':
+                        esc[1] = 'n';
+                        break;
+                case '\r':
+                        esc[1] = 'r';
+                        break;
+                case '\t':
+                        esc[1] = 't';
+                        break;
+                default:
+                        if (*p >= 0x20)
+                                continue;
+                        memcpy(esc + 1, "u00", 3);
+                        esc[4] = hex[*p >> 4];
+                        esc[5] = hex[*p & 0xf];
+                        n = 6;
+                        break;
+                }
+                put(b, run, (size_t)(p - run));
+                put(b, esc, n);
+                run = p + 1;
+        }
+        put(b, run, (size_t)(p - run));
+        put(b, "\"", 1);
+}
+
+static void canon_number(canon_t *b, double d)
+{
+        char tmp[400];
+
+        if (!isfinite(d)) {
+                put(b, "null", 4);
+                return;
+        }
+        if (d == 0) {
+                put(b, "0", 1);
+                return;
+        }
+        if (fabs(d) < 1e21 && d == floor(d)) {
+                snprintf(tmp, sizeof(tmp), "%.0f", d);
+        } else {
+                for (int prec = 15; prec <= 17; prec++) {
+                        snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
+                        if (strtod(tmp, NULL) == d)
+                                break;
+                }
+        }
+        put(b, tmp, strlen(tmp));
+}
+
+/* A member and its position, so that duplicate names keep their order. */
+typedef struct canon_member {
+        const cJSON *item;
+        size_t idx;
+} canon_member_t;
+
+static int canon_member_cmp(const void *a, const void *b)
+{
+        const canon_member_t *x = a, *y = b;
+        int c = strcmp(x->item->string ? x->item->string : "",
+                       y->item->string ? y->item->string : "");
+
+        if (c)
+                return c;
+        return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int canon_value(canon_t *b, const cJSON *v, int depth);
+
+static int canon_object(canon_t *b, const cJSON *v, int depth)
+{
+        canon_member_t *m = NULL;
+        size_t n = 0, i;
+        const cJSON *c;
+        int rc = 0;
+
+        for (c = v->child; c; c = c->next)
+                n++;
+        if (n) {
+                m = sf_calloc(n, sizeof(*m));
+                for (c = v->child, i = 0; c; c = c->next, i++) {
+                        m[i].item = c;
+                        m[i].idx = i;
+                }
+                qsort(m, n, sizeof(*m), canon_member_cmp);
+        }
+        put(b, "{", 1);
+        for (i = 0; i < n && !rc; i++) {
+                if (i)
+                        put(b, ",", 1);
+                canon_string(b, m[i].item->string);
+                put(b, ":", 1);
+                rc = canon_value(b, m[i].item, depth + 1);
+        }
+        put(b, "}", 1);
+        free(m);
+        return rc;
+}
+
+/* Nesting is bounded as cJSON bounds it when parsing, so a hand-built
+ * cyclic or absurdly deep tree fails instead of exhausting the stack. */
+static int canon_value(canon_t *b, const cJSON *v, int depth)
+{
+        const cJSON *c;
+        int rc = 0;
+
+        if (depth > CJSON_NESTING_LIMIT)
+                return -1;
+        switch (v->type & 0xff) {
+        case cJSON_NULL:
+                put(b, "null", 4);
+                break;
+        case cJSON_False:
+                put(b, "false", 5);
+                break;
+        case cJSON_True:
+                put(b, "true", 4);
+                break;
+        case cJSON_Number:
+                canon_number(b, v->valuedouble);
+                break;
+        case cJSON_String:
+                canon_string(b, v->valuestring);
+                break;
+        case cJSON_Raw:
+                if (!v->valuestring)
+                        return -1;
+                put(b, v->valuestring, strlen(v->valuestring));
+                break;
+        case cJSON_Array:
+                put(b, "[", 1);
+                for (c = v->child; c && !rc; c = c->next) {
+                        if (c != v->child)
+                                put(b, ",", 1);
+                        rc = canon_value(b, c, depth + 1);
+                }
+                put(b, "]", 1);
+                break;
+        case cJSON_Object:
+                rc = canon_object(b, v, depth);
+                break;
+        default:
+                return -1;
+        }
+        return rc;
+}
+
+char *sf_json_canonical(const cJSON *v)
+{
+        canon_t c;
+
+        if (!v)
+                return NULL;
+        sf_buf_init(&c.b, 0);
+        c.err = 0;
+        if (canon_value(&c, v, 0) == -1 || c.err || c.b.len == 0) {
+                sf_buf_free(&c.b);
+                return NULL;
+        }
+        return sf_buf_steal(&c.b);
+}
+
+/* --- Shared helpers ----------------------------------------------------- */
+
+const char *sf_op_event_name(sf_op_t op)
+{
+        switch (op) {
+        case SF_OP_CREATE:
+        case SF_OP_READ:
+                return "insert";
+        case SF_OP_UPDATE:
+                return "update";
+        case SF_OP_DELETE:
+                return "delete";
+        }
+        return "unknown";
+}
+
+/* Adds ITEM (borrowed, may be NULL) to OBJ as NAME: a reference, so the
+ * temporary tree built for printing never owns the caller's trees. */
+static void add_ref(cJSON *obj, const char *name, const cJSON *item)
+{
+        if (item)
+                cJSON_AddItemReferenceToObject(obj, name, (cJSON *)item);
+        else
+                cJSON_AddNullToObject(obj, name);
+}
+
+static void add_str(cJSON *obj, const char *name, const char *s)
+{
+        if (s)
+                cJSON_AddStringToObject(obj, name, s);
+        else
+                cJSON_AddNullToObject(obj, name);
+}
+
+static char *print_and_delete(cJSON *tree)
+{
+        char *s = sf_json_canonical(tree);
+
+        cJSON_Delete(tree);
+        return s;
+}
+
+/* Parses LEN bytes as one JSON value with nothing but whitespace after it.
+ * cJSON_ParseWithLengthOpts cannot require the end when the input is not
+ * NUL-terminated, hence the copy. */
+static cJSON *parse_exact(const void *p, size_t len)
+{
+        const char *end = NULL;
+        cJSON *v;
+        char *copy;
+
+        if (!p || !len || len > SF_MAX_RECORD_BYTES)
+                return NULL;
+        copy = sf_strndup(p, len);
+        v = cJSON_ParseWithOpts(copy, &end, 0);
+        if (v) {
+                while (end && (*end == ' ' || *end == '\t' || *end == '\n' ||
+                               *end == '\r'))
+                        end++;
+                if (!end || end != copy + len) {
+                        cJSON_Delete(v);
+                        v = NULL;
+                }
+        }
+        free(copy);
+        return v;
+}
+
+/* Reads NAME of OBJ as an integer. Absent or null gives DFLT when
+ * OPTIONAL, else an error; a non-integral or out-of-range number is an
+ * error. PATH names the field in the message. */
+static int get_int64(const cJSON *obj, const char *name, const char *path,
+                     int optional, int64_t dflt, int64_t *out, char *errstr,
+                     size_t errstr_size)
+{
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+        double d;
+
+        if (!v || cJSON_IsNull(v)) {
+                if (optional) {
+                        *out = dflt;
+                        return 0;
+                }
+                sf_seterr(errstr, errstr_size, "%s is missing", path);
+                return -1;
+        }
+        d = v->valuedouble;
+        if (!cJSON_IsNumber(v) || !isfinite(d) || d != floor(d) ||
+            d < -9223372036854775808.0 || d >= 9223372036854775808.0) {
+                sf_seterr(errstr, errstr_size, "%s is not an integer", path);
+                return -1;
+        }
+        *out = (int64_t)d;
+        return 0;
+}
+
+/* Reads NAME of OBJ as a string (copied into *OUT). Absent or null is
+ * fine when OPTIONAL (*OUT stays NULL). */
+static int get_str(const cJSON *obj, const char *name, const char *path,
+                   int optional, char **out, char *errstr, size_t errstr_size)
+{
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+        if (!v || cJSON_IsNull(v)) {
+                if (optional)
+                        return 0;
+                sf_seterr(errstr, errstr_size, "%s is missing", path);
+                return -1;
+        }
+        if (!cJSON_IsString(v) || !v->valuestring) {
+                sf_seterr(errstr, errstr_size, "%s is not a string", path);
+                return -1;
+        }
+        *out = sf_strdup(v->valuestring);
+        return 0;
+}
+
+/* Detaches NAME of OBJ into *OUT when it is an object. Absent or null
+ * leaves *OUT NULL when OPTIONAL. */
+static int take_object(cJSON *obj, const char *name, const char *path,
+                       int optional, cJSON **out, char *errstr,
+                       size_t errstr_size)
+{
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+        if (!v || cJSON_IsNull(v)) {
+                if (optional)
+                        return 0;
+                sf_seterr(errstr, errstr_size, "%s is missing", path);
+                return -1;
+        }
+        if (!cJSON_IsObject(v)) {
+                sf_seterr(errstr, errstr_size,
+                          optional ? "%s is not an object or null"
+                                   : "%s is not an object",
+                          path);
+                return -1;
+        }
+        *out = cJSON_DetachItemViaPointer(obj, v);
+        return 0;
+}
+
+/* --- Sync-log change ---------------------------------------------------- */
+
+char *sf_change_key_json(const sf_change_t *c)
+{
+        cJSON *k = cJSON_CreateObject();
+
+        add_ref(k, "key", c->key);
+        add_str(k, "table", c->table);
+        return print_and_delete(k);
+}
+
+char *sf_change_value_json(const sf_change_t *c)
+{
+        cJSON *v = cJSON_CreateObject();
+        cJSON *src = cJSON_AddObjectToObject(v, "source");
+        char op[2] = {(char)c->op, '\0'};
+
+        cJSON_AddStringToObject(v, "op", op);
+        cJSON_AddNumberToObject(v, "ts_ms", (double)c->ts_ms);
+        add_str(src, "connector", c->connector);
+        add_str(src, "db", c->db);
+        if (c->schema)
+                cJSON_AddStringToObject(src, "schema", c->schema);
+        add_str(src, "table", c->table);
+        if (c->lsn)
+                cJSON_AddStringToObject(src, "lsn", c->lsn);
+        if (c->txid != -1)
+                cJSON_AddNumberToObject(src, "txid", (double)c->txid);
+        cJSON_AddNumberToObject(src, "seq", (double)c->seq);
+        add_ref(v, "before", c->before);
+        add_ref(v, "after", c->after);
+        return print_and_delete(v);
+}
+
+void sf_change_clear(sf_change_t *c)
+{
+        if (!c)
+                return;
+        free(c->connector);
+        free(c->db);
+        free(c->schema);
+        free(c->table);
+        free(c->lsn);
+        cJSON_Delete(c->key);
+        cJSON_Delete(c->before);
+        cJSON_Delete(c->after);
+        free(c->event_id);
+        memset(c, 0, sizeof(*c));
+        c->txid = -1;
+}
+
+/* The key of a sync-log record: {"key":{...},"table":"t"}. Takes the
+ * "key" object out of the parsed KEY tree into C and checks its table
+ * against source.table. */
+static int change_parse_key(const void *key, size_t key_len, sf_change_t *c,
+                            char *errstr, size_t errstr_size)
+{
+        cJSON *k = parse_exact(key, key_len);
+        const cJSON *t;
+        int rc = -1;
+
+        if (!k) {
+                sf_seterr(errstr, errstr_size, "key is not JSON");
+                goto out;
+        }
+        if (!cJSON_IsObject(k)) {
+                sf_seterr(errstr, errstr_size, "key is not a JSON object");
+                goto out;
+        }
+        t = cJSON_GetObjectItemCaseSensitive(k, "table");
+        if (!cJSON_IsString(t)) {
+                sf_seterr(errstr, errstr_size,
+                          "key.table is missing or not a string");
+                goto out;
+        }
+        if (strcmp(t->valuestring, c->table)) {
+                sf_seterr(errstr, errstr_size,
+                          "key.table \"%s\" does not match source.table "
+                          "\"%s\"",
+                          t->valuestring, c->table);
+                goto out;
+        }
+        rc = take_object(k, "key", "key.key", 0, &c->key, errstr, errstr_size);
+out:
+        cJSON_Delete(k);
+        return rc;
+}
+
+static int change_parse_op(const cJSON *v, sf_change_t *c, char *errstr,
+                           size_t errstr_size)
+{
+        const cJSON *op = cJSON_GetObjectItemCaseSensitive(v, "op");
+        const char *s;
+
+        if (!op || cJSON_IsNull(op)) {
+                sf_seterr(errstr, errstr_size, "op is missing");
+                return -1;
+        }
+        if (!cJSON_IsString(op)) {
+                sf_seterr(errstr, errstr_size, "op is not a string");
+                return -1;
+        }
+        s = op->valuestring;
+        if (strlen(s) != 1 || !strchr("cudr", s[0])) {
+                sf_seterr(errstr, errstr_size,
+                          "op \"%.32s\" is not one of c, u, d, r", s);
+                return -1;
+        }
+        c->op = (sf_op_t)s[0];
+        return 0;
+}
+
+/* source.lsn is a string in our records and a number in Debezium's
+ * PostgreSQL connector; both are kept as text. */
+static int change_parse_lsn(const cJSON *src, sf_change_t *c, char *errstr,
+                            size_t errstr_size)
+{
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(src, "lsn");
+
+        if (!l || cJSON_IsNull(l))
+                return 0;
+        if (cJSON_IsString(l)) {
+                c->lsn = sf_strdup(l->valuestring);
+                return 0;
+        }
+        if (cJSON_IsNumber(l) && isfinite(l->valuedouble) &&
+            l->valuedouble == floor(l->valuedouble) && l->valuedouble >= 0 &&
+            l->valuedouble < 18446744073709551616.0) {
+                c->lsn = sf_asprintf("%.0f", l->valuedouble);
+                return 0;
+        }
+        sf_seterr(errstr, errstr_size, "source.lsn is not a string");
+        return -1;
+}
+
+static int change_parse_source(const cJSON *v, sf_change_t *c, char *errstr,
+                               size_t errstr_size)
+{
+        const cJSON *src = cJSON_GetObjectItemCaseSensitive(v, "source");
+        int rc = 0;
+
+        if (!src || cJSON_IsNull(src)) {
+                sf_seterr(errstr, errstr_size, "source is missing");
+                return -1;
+        }
+        if (!cJSON_IsObject(src)) {
+                sf_seterr(errstr, errstr_size, "source is not an object");
+                return -1;
+        }
+        if (!rc)
+                rc = get_str(src, "connector", "source.connector", 0,
+                             &c->connector, errstr, errstr_size);
+        if (!rc)
+                rc = get_str(src, "db", "source.db", 0, &c->db, errstr,
+                             errstr_size);
+        if (!rc)
+                rc = get_str(src, "schema", "source.schema", 1, &c->schema,
+                             errstr, errstr_size);
+        if (!rc)
+                rc = get_str(src, "table", "source.table", 0, &c->table, errstr,
+                             errstr_size);
+        if (!rc)
+                rc = change_parse_lsn(src, c, errstr, errstr_size);
+        if (!rc)
+                rc = get_int64(src, "txid", "source.txid", 1, -1, &c->txid,
+                               errstr, errstr_size);
+        if (!rc)
+                rc = get_int64(src, "seq", "source.seq", 1, 0, &c->seq, errstr,
+                               errstr_size);
+        return rc;
+}
+
+/* The images an op needs: c and r an after image, u an after image (the
+ * before image is optional: a source without full row images has none),
+ * d a before image. */
+static int change_check_images(const sf_change_t *c, char *errstr,
+                               size_t errstr_size)
+{
+        int need_after = c->op != SF_OP_DELETE;
+
+        if (need_after && !c->after) {
+                sf_seterr(errstr, errstr_size,
+                          "after is missing: op \"%c\" needs an after image",
+                          (char)c->op);
+                return -1;
+        }
+        if (!need_after && !c->before) {
+                sf_seterr(errstr, errstr_size,
+                          "before is missing: op \"d\" needs a before image");
+                return -1;
+        }
+        return 0;
+}
+
+int sf_change_parse(const void *key, size_t key_len, const void *value,
+                    size_t value_len, const char *event_id, sf_change_t *out,
+                    char *errstr, size_t errstr_size)
+{
+        sf_change_t c;
+        cJSON *v = NULL;
+        int rc = -1;
+
+        memset(&c, 0, sizeof(c));
+        c.txid = -1;
+        if (value_len > SF_MAX_RECORD_BYTES) {
+                sf_seterr(errstr, errstr_size, "value is larger than %u bytes",
+                          SF_MAX_RECORD_BYTES);
+                goto out;
+        }
+        v = parse_exact(value, value_len);
+        if (!v) {
+                sf_seterr(errstr, errstr_size, "value is not JSON");
+                goto out;
+        }
+        if (!cJSON_IsObject(v)) {
+                sf_seterr(errstr, errstr_size, "value is not a JSON object");
+                goto out;
+        }
+        rc = change_parse_op(v, &c, errstr, errstr_size);
+        if (!rc)
+                rc = get_int64(v, "ts_ms", "ts_ms", 0, 0, &c.ts_ms, errstr,
+                               errstr_size);
+        if (!rc)
+                rc = change_parse_source(v, &c, errstr, errstr_size);
+        if (!rc)
+                rc = take_object(v, "before", "before", 1, &c.before, errstr,
+                                 errstr_size);
+        if (!rc)
+                rc = take_object(v, "after", "after", 1, &c.after, errstr,
+                                 errstr_size);
+        if (!rc)
+                rc = change_check_images(&c, errstr, errstr_size);
+        if (rc)
+                goto out;
+        rc = -1;
+        if (key && key_len) {
+                if (change_parse_key(key, key_len, &c, errstr, errstr_size))
+                        goto out;
+        } else if (!cJSON_GetObjectItemCaseSensitive(v, "key")) {
+                sf_seterr(errstr, errstr_size,
+                          "key is missing: the record has no key and the "
+                          "value no \"key\"");
+                goto out;
+        } else if (take_object(v, "key", "key", 0, &c.key, errstr,
+                               errstr_size)) {
+                goto out;
+        }
+        if (event_id)
+                c.event_id = sf_strdup(event_id);
+        else if (c.lsn)
+                c.event_id = sf_asprintf("%s:%s:%s:%lld", c.connector, c.db,
+                                         c.lsn, (long long)c.seq);
+        else
+                c.event_id = sf_asprintf("%s:%s:%lld", c.connector, c.db,
+                                         (long long)c.seq);
+        rc = 0;
+out:
+        cJSON_Delete(v);
+        if (rc)
+                sf_change_clear(&c);
+        *out = c;
+        return rc;
+}
+
+/* --- Outbound record ---------------------------------------------------- */
+
+char *sf_outbound_key_json(const sf_outbound_t *o)
+{
+        cJSON *k = cJSON_CreateObject();
+
+        add_str(k, "action", o->action);
+        add_ref(k, "key", o->root_key);
+        add_str(k, "table", o->root_table);
+        return print_and_delete(k);
+}
+
+char *sf_outbound_value_json(const sf_outbound_t *o)
+{
+        cJSON *v = cJSON_CreateObject();
+        cJSON *root;
+
+        add_str(v, "kind", o->kind);
+        add_str(v, "action", o->action);
+        add_str(v, "event", o->event);
+        add_str(v, "table", o->table);
+        add_ref(v, "key", o->key);
+        root = cJSON_AddObjectToObject(v, "root");
+        add_str(root, "table", o->root_table);
+        add_ref(root, "key", o->root_key);
+        add_ref(v, "record", o->record);
+        add_ref(v, "before", o->before);
+        add_str(v, "event_id", o->event_id);
+        cJSON_AddNumberToObject(v, "source_ts_ms", (double)o->source_ts_ms);
+        cJSON_AddNumberToObject(v, "routed_ts_ms", (double)o->routed_ts_ms);
+        return print_and_delete(v);
+}
+
+void sf_outbound_clear(sf_outbound_t *o)
+{
+        if (!o)
+                return;
+        free(o->kind);
+        free(o->action);
+        free(o->event);
+        free(o->table);
+        cJSON_Delete(o->key);
+        free(o->root_table);
+        cJSON_Delete(o->root_key);
+        cJSON_Delete(o->record);
+        cJSON_Delete(o->before);
+        free(o->event_id);
+        memset(o, 0, sizeof(*o));
+}
+
+/* Checks that *S is one of the NULL-terminated ALLOWED values. */
+static int check_enum(const char *path, const char *s,
+                      const char *const *allowed, const char *list,
+                      char *errstr, size_t errstr_size)
+{
+        for (; *allowed; allowed++)
+                if (!strcmp(s, *allowed))
+                        return 0;
+        sf_seterr(errstr, errstr_size, "%s \"%.32s\" is not one of %s", path, s,
+                  list);
+        return -1;
+}
+
+static int outbound_parse_root(cJSON *v, sf_outbound_t *o, char *errstr,
+                               size_t errstr_size)
+{
+        cJSON *root = cJSON_GetObjectItemCaseSensitive(v, "root");
+        int rc = 0;
+
+        if (!root || cJSON_IsNull(root)) {
+                sf_seterr(errstr, errstr_size, "root is missing");
+                return -1;
+        }
+        if (!cJSON_IsObject(root)) {
+                sf_seterr(errstr, errstr_size, "root is not an object");
+                return -1;
+        }
+        if (!rc)
+                rc = get_str(root, "table", "root.table", 0, &o->root_table,
+                             errstr, errstr_size);
+        if (!rc)
+                rc = take_object(root, "key", "root.key", 0, &o->root_key,
+                                 errstr, errstr_size);
+        return rc;
+}
+
+int sf_outbound_parse(const void *value, size_t value_len, sf_outbound_t *out,
+                      char *errstr, size_t errstr_size)
+{
+        static const char *const kinds[] = {"message", "webservice", NULL};
+        static const char *const events[] = {"insert", "update", "delete",
+                                             NULL};
+        sf_outbound_t o;
+        cJSON *v = NULL;
+        int rc = -1;
+
+        memset(&o, 0, sizeof(o));
+        if (value_len > SF_MAX_RECORD_BYTES) {
+                sf_seterr(errstr, errstr_size, "value is larger than %u bytes",
+                          SF_MAX_RECORD_BYTES);
+                goto out;
+        }
+        v = parse_exact(value, value_len);
+        if (!v) {
+                sf_seterr(errstr, errstr_size, "value is not JSON");
+                goto out;
+        }
+        if (!cJSON_IsObject(v)) {
+                sf_seterr(errstr, errstr_size, "value is not a JSON object");
+                goto out;
+        }
+        rc = get_str(v, "kind", "kind", 0, &o.kind, errstr, errstr_size);
+        if (!rc)
+                rc = check_enum("kind", o.kind, kinds, "message, webservice",
+                                errstr, errstr_size);
+        if (!rc)
+                rc = get_str(v, "action", "action", 0, &o.action, errstr,
+                             errstr_size);
+        if (!rc)
+                rc = get_str(v, "event", "event", 0, &o.event, errstr,
+                             errstr_size);
+        if (!rc)
+                rc = check_enum("event", o.event, events,
+                                "insert, update, delete", errstr, errstr_size);
+        if (!rc)
+                rc = get_str(v, "table", "table", 0, &o.table, errstr,
+                             errstr_size);
+        if (!rc)
+                rc = take_object(v, "key", "key", 0, &o.key, errstr,
+                                 errstr_size);
+        if (!rc)
+                rc = outbound_parse_root(v, &o, errstr, errstr_size);
+        if (!rc)
+                rc = take_object(v, "record", "record", 1, &o.record, errstr,
+                                 errstr_size);
+        if (!rc)
+                rc = take_object(v, "before", "before", 1, &o.before, errstr,
+                                 errstr_size);
+        if (!rc)
+                rc = get_str(v, "event_id", "event_id", 0, &o.event_id, errstr,
+                             errstr_size);
+        if (!rc)
+                rc = get_int64(v, "source_ts_ms", "source_ts_ms", 0, 0,
+                               &o.source_ts_ms, errstr, errstr_size);
+        if (!rc)
+                rc = get_int64(v, "routed_ts_ms", "routed_ts_ms", 0, 0,
+                               &o.routed_ts_ms, errstr, errstr_size);
+out:
+        cJSON_Delete(v);
+        if (rc)
+                sf_outbound_clear(&o);
+        *out = o;
+        return rc;
+}

@@ -1,0 +1,306 @@
+/*
+ * The change capture producer loop.
+ *
+ * Each change goes to PREFIX.sync-log with its position (seq) as the
+ * delivery opaque. Positions are tracked as offsets are for a consumer: the
+ * source is acknowledged up to just below the lowest position whose
+ * delivery report has not come back successful, so a row leaves the source
+ * only after Kafka has it (acks=all). A failed delivery stops reading: once
+ * every outstanding report is in, the source is rewound to the last
+ * acknowledged position and reading starts again after a backoff. Changes
+ * delivered after the failed one are sent again (at least once), and
+ * changes to one record keep their order, since everything after the
+ * failure is resent in source order.
+ */
+#include "producer.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture.h"
+#include "envelope.h"
+#include "log.h"
+#include "sf.h"
+
+#define PR_COMPONENT       "producer"
+#define PR_CLIENT_ID       "syncfleet-producer"
+#define PR_SEND_TIMEOUT_MS 5000
+#define PR_WAIT_STEP_MS    100
+
+/* The position travels as the delivery opaque. */
+_Static_assert(sizeof(intptr_t) >= sizeof(int64_t),
+               "a change position must fit in a pointer");
+
+typedef struct pr_loop {
+        const sf_config_t *cfg;
+        const sf_producer_opts_t *opts;
+        sf_capture_t *cap;
+        sf_producer_t *kp;
+        sf_tracker_t *tracker; /* positions sent since the last rewind */
+        int64_t acked;         /* last position acknowledged to the source */
+        int failed;            /* a send or delivery failed: rewind */
+        uint64_t delivered;
+        uint64_t failures;
+} pr_loop_t;
+
+static void pr_on_delivery(void *cb_arg, void *opaque, rd_kafka_resp_err_t err)
+{
+        pr_loop_t *l = cb_arg;
+        int64_t pos = (int64_t)(intptr_t)opaque;
+
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                /* one line per failure burst: the rest share the cause */
+                if (!l->failed)
+                        sf_error(PR_COMPONENT,
+                                 "delivery of change %lld to %s failed: %s",
+                                 (long long)pos, l->cfg->topic_sync_log,
+                                 rd_kafka_err2str(err));
+                l->failed = 1;
+                l->failures++;
+                return;
+        }
+        sf_tracker_done(l->tracker, pos);
+        l->delivered++;
+}
+
+/* Acknowledges the source up to just below the lowest position not yet
+ * delivered. A failed acknowledgement is only logged: the rows stay and
+ * the next call tries again. */
+static void pr_ack_delivered(pr_loop_t *l)
+{
+        char err[512];
+        int64_t next = sf_tracker_committable(l->tracker);
+
+        if (next < 0 || next - 1 <= l->acked)
+                return;
+        if (sf_capture_ack(l->cap, next - 1, err, sizeof(err))) {
+                sf_warn(PR_COMPONENT, "acknowledging delivered changes: %s",
+                        err);
+                return;
+        }
+        l->acked = next - 1;
+}
+
+static int pr_send(pr_loop_t *l, const sf_change_t *c)
+{
+        char err[512];
+        char *key = sf_change_key_json(c);
+        char *value = sf_change_value_json(c);
+        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
+        int rc;
+
+        rd_kafka_header_add(hdrs, SF_HDR_EVENT_ID, -1, c->event_id, -1);
+        sf_tracker_begin(l->tracker, c->seq);
+        rc = sf_producer_send(l->kp, l->cfg->topic_sync_log,
+                              RD_KAFKA_PARTITION_UA, key, strlen(key), value,
+                              strlen(value), hdrs, (void *)(intptr_t)c->seq,
+                              PR_SEND_TIMEOUT_MS, err, sizeof(err));
+        hdrs = NULL; /* owned by the producer, even on failure */
+        if (rc)
+                sf_error(PR_COMPONENT, "sending change %s: %s", c->event_id,
+                         err);
+        free(key);
+        free(value);
+        return rc;
+}
+
+/* Sleeps MS, serving delivery reports, unless a stop is requested. */
+static void pr_wait(pr_loop_t *l, int ms)
+{
+        int64_t until = sf_mono_ms() + ms;
+
+        while (!sf_should_stop() && sf_mono_ms() < until)
+                sf_producer_poll(l->kp, PR_WAIT_STEP_MS);
+}
+
+static sf_producer_t *pr_kafka_new(pr_loop_t *l, char *errstr,
+                                   size_t errstr_size)
+{
+        return sf_producer_new(&l->cfg->kafka, l->opts->bootstraps,
+                               PR_CLIENT_ID, pr_on_delivery, l, errstr,
+                               errstr_size);
+}
+
+/* After a failure: waits for every outstanding report, acknowledges what
+ * was delivered, backs off, and rewinds the source so that everything
+ * after the last acknowledged position is read and sent again. A producer
+ * that hit a fatal (idempotence) error is replaced. Returns 0 when reading
+ * may go on, 1 when a stop was requested, -1 with errstr when the producer
+ * cannot go on. */
+static int pr_recover(pr_loop_t *l, int *backoff_ms, char *errstr,
+                      size_t errstr_size)
+{
+        char err[512];
+
+        while (sf_producer_outstanding(l->kp) > 0 && !sf_should_stop())
+                sf_producer_poll(l->kp, PR_WAIT_STEP_MS);
+        if (sf_should_stop())
+                return 1;
+        pr_ack_delivered(l);
+        sf_warn(PR_COMPONENT,
+                "resending the changes after position %lld in %d ms",
+                (long long)l->acked, *backoff_ms);
+        pr_wait(l, *backoff_ms);
+        if (*backoff_ms < l->opts->backoff_max_ms / 2)
+                *backoff_ms *= 2;
+        else
+                *backoff_ms = l->opts->backoff_max_ms;
+        if (sf_should_stop())
+                return 1;
+        if (rd_kafka_fatal_error(sf_producer_handle(l->kp), err, sizeof(err)) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+                sf_producer_t *kp;
+
+                sf_warn(PR_COMPONENT,
+                        "Kafka producer failed for good (%s): "
+                        "starting a new one",
+                        err);
+                kp = pr_kafka_new(l, errstr, errstr_size);
+                if (!kp)
+                        return -1;
+                sf_producer_destroy(l->kp, 0);
+                l->kp = kp;
+        }
+        if (sf_capture_rewind(l->cap, err, sizeof(err))) {
+                sf_seterr(errstr, errstr_size, "rewinding the source: %s", err);
+                return -1;
+        }
+        sf_tracker_destroy(l->tracker);
+        l->tracker = sf_tracker_new();
+        l->failed = 0;
+        return 0;
+}
+
+/* Stop: no more reading; the reports that come back within the grace
+ * period are acknowledged, the rest stays in the source for next time. */
+static void pr_shutdown(pr_loop_t *l)
+{
+        int left = sf_producer_flush(l->kp, l->opts->flush_grace_ms);
+
+        pr_ack_delivered(l);
+        if (left > 0)
+                sf_warn(PR_COMPONENT,
+                        "%d changes were not confirmed by Kafka within %d "
+                        "ms: they stay in the source and are sent again on "
+                        "the next start",
+                        left, l->opts->flush_grace_ms);
+        sf_info(PR_COMPONENT,
+                "stopped: %llu changes delivered, %llu delivery failures",
+                (unsigned long long)l->delivered,
+                (unsigned long long)l->failures);
+}
+
+static void pr_opts_defaults(sf_producer_opts_t *o)
+{
+        if (o->max_in_flight <= 0)
+                o->max_in_flight = 10000;
+        if (o->flush_grace_ms <= 0)
+                o->flush_grace_ms = 10000;
+        if (o->backoff_initial_ms <= 0)
+                o->backoff_initial_ms = 500;
+        if (o->backoff_max_ms < o->backoff_initial_ms)
+                o->backoff_max_ms = o->backoff_initial_ms > 30000
+                                        ? o->backoff_initial_ms
+                                        : 30000;
+}
+
+/* Reads and sends until a stop is requested (0) or recovery from a
+ * failure is impossible (-1 with errstr). */
+static int pr_loop(pr_loop_t *l, sf_change_t *batch, int batch_max,
+                   char *errstr, size_t errstr_size)
+{
+        int poll_ms = l->cfg->source.poll_interval_ms > 0
+                          ? l->cfg->source.poll_interval_ms
+                          : 100;
+        int backoff = l->opts->backoff_initial_ms;
+        char err[512];
+        int rc = 0;
+
+        while (!sf_should_stop() && rc == 0) {
+                uint64_t delivered = l->delivered;
+                int room, n = 0;
+
+                if (l->failed) {
+                        rc = pr_recover(l, &backoff, errstr, errstr_size);
+                        continue;
+                }
+                room = l->opts->max_in_flight -
+                       (int)sf_tracker_inflight(l->tracker);
+                if (room > 0) {
+                        n = sf_capture_poll(l->cap, batch,
+                                            room < batch_max ? room : batch_max,
+                                            err, sizeof(err));
+                        if (n < 0) {
+                                sf_error(PR_COMPONENT,
+                                         "reading changes: %s (trying again "
+                                         "in %d ms)",
+                                         err, backoff);
+                                pr_wait(l, backoff);
+                                backoff = backoff < l->opts->backoff_max_ms / 2
+                                              ? backoff * 2
+                                              : l->opts->backoff_max_ms;
+                                continue;
+                        }
+                }
+                for (int i = 0; i < n; i++) {
+                        if (!l->failed && pr_send(l, &batch[i]))
+                                l->failed = 1;
+                        sf_change_clear(&batch[i]);
+                }
+                sf_producer_poll(l->kp, n > 0      ? 0
+                                        : room > 0 ? poll_ms
+                                                   : PR_WAIT_STEP_MS);
+                pr_ack_delivered(l);
+                if (l->delivered != delivered && !l->failed)
+                        backoff = l->opts->backoff_initial_ms;
+        }
+        return rc < 0 ? -1 : 0;
+}
+
+int sf_producer_run(const sf_config_t *cfg, const sf_producer_opts_t *opts,
+                    char *errstr, size_t errstr_size)
+{
+        sf_producer_opts_t o = *opts;
+        pr_loop_t l;
+        sf_change_t *batch = NULL;
+        int batch_max, rc = -1;
+        char err[512];
+
+        memset(&l, 0, sizeof(l));
+        pr_opts_defaults(&o);
+        l.cfg = cfg;
+        l.opts = &o;
+        l.acked = -1;
+        if (!o.bootstraps || !*o.bootstraps) {
+                sf_seterr(errstr, errstr_size,
+                          "no Kafka bootstrap servers to publish to");
+                goto out;
+        }
+        l.cap = sf_capture_open(cfg, errstr, errstr_size);
+        if (!l.cap || sf_capture_install(l.cap, errstr, errstr_size))
+                goto out;
+        /* A cluster that refuses CreateTopics may still have the topic or
+         * create it on first use: a warning, not a reason to stop. */
+        if (sf_kafka_create_topics(cfg, o.embedded, o.bootstraps, err,
+                                   sizeof(err)))
+                sf_warn(PR_COMPONENT, "creating topics: %s", err);
+        l.kp = pr_kafka_new(&l, errstr, errstr_size);
+        if (!l.kp)
+                goto out;
+        l.tracker = sf_tracker_new();
+        batch_max = cfg->source.batch_size > 0 ? cfg->source.batch_size : 1000;
+        batch = sf_calloc((size_t)batch_max, sizeof(*batch));
+        sf_info(PR_COMPONENT, "publishing changes from %s to %s at %s",
+                cfg->source.path ? cfg->source.path : "the source",
+                cfg->topic_sync_log, o.bootstraps);
+        rc = pr_loop(&l, batch, batch_max, errstr, errstr_size);
+        pr_shutdown(&l);
+out:
+        /* the Kafka client first: its last callbacks use the tracker */
+        sf_producer_destroy(l.kp, 0);
+        sf_tracker_destroy(l.tracker);
+        sf_capture_close(l.cap);
+        free(batch);
+        return rc;
+}

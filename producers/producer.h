@@ -1,0 +1,41 @@
+/*
+ * The change capture producer: reads row changes from the pipeline's
+ * source and publishes them to PREFIX.sync-log (DESIGN.md, "Topics and
+ * records"), acknowledging the source only up to the lowest change whose
+ * delivery report has not come back yet.
+ */
+#ifndef SF_PRODUCER_H
+#define SF_PRODUCER_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "kafka.h"
+
+typedef struct sf_producer_opts {
+        /* Kafka bootstrap servers ("host:port,..."), required: for
+         * kafka.brokers: embedded, the address of the broker the caller
+         * started. */
+        const char *bootstraps;
+        /* When not NULL, topics are created through this embedded broker
+         * (borrowed) instead of the cluster's admin API. */
+        sf_broker_t *embedded;
+        int max_in_flight;      /* records not yet reported; default 10000 */
+        int flush_grace_ms;     /* waited for reports on stop; default 10000 */
+        int backoff_initial_ms; /* after a failure; default 500, doubling */
+        int backoff_max_ms;     /* default 30000 */
+} sf_producer_opts_t;
+
+/* Opens and installs the capture source (install is idempotent and brings
+ * the triggers in line with the pipeline), then publishes every change
+ * until sf_should_stop(). A failed delivery or source read is logged and
+ * retried after a backoff from the last acknowledged position: delivery is
+ * at least once, in source order per record. On stop it stops reading,
+ * waits up to flush_grace_ms for outstanding delivery reports, acknowledges
+ * what was delivered and returns 0. Returns -1 with errstr when it cannot
+ * start (the source cannot be opened or installed, the Kafka client cannot
+ * be created). CFG is borrowed. */
+int sf_producer_run(const sf_config_t *cfg, const sf_producer_opts_t *opts,
+                    char *errstr, size_t errstr_size);
+
+#endif
