@@ -481,6 +481,23 @@ static void cfg_tpl_fields(const sf_template_t *t, cfg_fields_t *f)
                 sf_template_refs(t, cfg_field_ref, f);
 }
 
+/* The fields a mapping reads. An `each` reads the array at its path; the
+ * references inside its map read the array's elements (lines of an order),
+ * not fields of the trigger table, so they are not collected: the router
+ * counts a used field missing from the images as changed, and element
+ * fields would make every update count. */
+static void cfg_mapping_fields(const sf_mapping_t *m, cfg_fields_t *f)
+{
+        if (!m)
+                return;
+        if (m->type == SF_MAP_TEMPLATE)
+                cfg_tpl_fields(m->tpl, f);
+        else if (m->type == SF_MAP_EACH && m->each_path)
+                cfg_field_ref(m->each_path, f);
+        for (size_t i = 0; i < m->child_cnt; i++)
+                cfg_mapping_fields(m->children[i], f);
+}
+
 static void cfg_target_fields(const sf_target_cfg_t *t, cfg_fields_t *f)
 {
         cfg_tpl_fields(t->path, f);
@@ -498,10 +515,10 @@ static void cfg_used_fields(sf_action_cfg_t *a)
 
         memset(&f, 0, sizeof(f));
         f.a = a;
-        sf_mapping_refs(a->mapping, cfg_field_ref, &f);
-        sf_mapping_refs(a->request_body, cfg_field_ref, &f);
-        sf_mapping_refs(a->response_mapping, cfg_field_ref, &f);
-        sf_mapping_refs(a->error_mapping, cfg_field_ref, &f);
+        cfg_mapping_fields(a->mapping, &f);
+        cfg_mapping_fields(a->request_body, &f);
+        cfg_mapping_fields(a->response_mapping, &f);
+        cfg_mapping_fields(a->error_mapping, &f);
         cfg_target_fields(&a->target, &f);
         cfg_target_fields(&a->request, &f);
         cfg_target_fields(&a->response_target, &f);

@@ -47,12 +47,11 @@ static void print_subscribers(FILE *f, const sf_config_t *cfg,
                                                                : 2]);
                 fprintf(f, "%s%s %s", first ? "" : ", ", kind_name(a), a->name);
                 first = 0;
-                if (bit != SF_EV_UPDATE || !a->trigger.check_used_fields)
+                /* with no used fields every update counts (the router's
+                 * rule), so there is no condition to show */
+                if (bit != SF_EV_UPDATE || !a->trigger.check_used_fields ||
+                    !a->used_fields_cnt)
                         continue;
-                if (!a->used_fields_cnt) {
-                        fprintf(f, " (never: it reads no fields)");
-                        continue;
-                }
                 fprintf(f, " (when any of ");
                 for (size_t k = 0; k < a->used_fields_cnt; k++)
                         fprintf(f, "%s%s", k ? ", " : "", a->used_fields[k]);
