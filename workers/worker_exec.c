@@ -296,6 +296,7 @@ void sf_job_start(sf_worker_t *w, sf_job_t *job)
         }
         memset(&req, 0, sizeof(req));
         req.action = job->action->name;
+        req.target = t;
         req.idempotency_key = job->ob.event_id;
         req.method = t->method ? t->method : "PUT";
         if (t->conn->type == SF_CONN_HTTP) {

@@ -126,13 +126,15 @@ class Proc:
     def stderr(self):
         return _read(self.err_path)
 
-    def wait_line(self, pattern, timeout=10.0):
-        """Waits for a whole stdout line matching the regex and returns the
-        match; fails early, with the logs, if the process exits first."""
+    def wait_line(self, pattern, timeout=10.0, stream="stdout"):
+        """Waits for a whole line of STREAM ("stdout" or "stderr", where
+        syncfleet logs) matching the regex and returns the match; fails
+        early, with the logs, if the process exits first."""
         regex = re.compile(pattern)
+        read = self.stderr if stream == "stderr" else self.stdout
 
         def find():
-            text = self.stdout()
+            text = read()
             for line in text.splitlines(keepends=True):
                 m = regex.search(line)
                 if m and line.endswith("\n"):
