@@ -599,6 +599,19 @@ class Pipeline:
                 "--brokers", self.bootstrap] + list(args)
         return self.test.start(argv, name, env=dict(self.env, SF_PROCESS=name))
 
+    def wait_published(self, count, timeout=10.0):
+        """Waits until PREFIX.sync-log holds `count` records, i.e. the
+        producer published the first changes it captured; the failure
+        names the producer, so a stall later down the pipeline is not
+        blamed on the router or the workers."""
+        try:
+            return kcat_consume(self.bootstrap, self.topic("sync-log"), count=count,
+                                timeout=timeout)
+        except AssertionError as e:
+            raise AssertionError("the producer did not publish %d captured change(s) to %s "
+                                 "within %.0fs: %s" % (count, self.topic("sync-log"),
+                                                       timeout, e)) from None
+
     def producer(self, name="producer"):
         return self.start(name, "producer")
 

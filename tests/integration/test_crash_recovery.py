@@ -40,6 +40,7 @@ class CrashRecoveryTest(sftest.TestCase):
 
         writer.wait_capturing(live["producer"])
         writer.insert(IDS)
+        pipe.wait_published(len(IDS))
         writer.start(IDS, delete_ratio=0.1, pause=0.02)
         self.addCleanup(writer.stop)
         # Mid-run: changes flow end to end before the first kill.
@@ -110,6 +111,7 @@ class CrashRecoveryTest(sftest.TestCase):
         writer.wait_capturing(procs[0])
         ids = set(range(1, 17))
         writer.insert(sorted(ids))
+        pipe.wait_published(len(ids))
 
         def tried_by(name):
             return {cid for cid, reqs in sftest.customer_requests(rcv).items()

@@ -87,6 +87,7 @@ class MalformedRecordsTest(sftest.TestCase):
         procs = [pipe.producer(), pipe.router(), pipe.worker()]
         writer.wait_capturing(procs[0])
         writer.insert([1])
+        pipe.wait_published(1)
         sftest.wait_converged(rcv, writer, [1], 60, procs)
 
         # One partition each, in this order: by the time the router

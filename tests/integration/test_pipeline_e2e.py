@@ -70,7 +70,7 @@ class PipelineEndToEndTest(sftest.TestCase):
         producer = pipe.producer()
         procs = [producer, router] + workers
         writer.wait_capturing(producer)
-        settle_group(rcv, writer)
+        settle_group(pipe, rcv, writer)
 
         writer.insert(IDS)
         writer.random_changes(IDS, count=UPDATES, protected=SPECIAL, pause=0.01)
@@ -277,7 +277,7 @@ class PipelineEndToEndTest(sftest.TestCase):
         self.assertEqual(sorted(versions), [v for _, v in writer.history[GONE]])
 
 
-def settle_group(rcv, writer, timeout=30.0):
+def settle_group(pipe, rcv, writer, timeout=30.0):
     """Waits until both workers have partitions, so the group does not
     rebalance while the changes under test flow (a rebalance hands
     uncommitted records to the other worker, which may send them again,
@@ -285,6 +285,7 @@ def settle_group(rcv, writer, timeout=30.0):
     both workers delivered some of them."""
     warm = range(1001, 1033)
     writer.insert(warm)
+    pipe.wait_published(len(warm))
 
     def both_sent():
         by_id = sftest.customer_requests(rcv)
