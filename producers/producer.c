@@ -114,6 +114,13 @@ static void pr_wait(pr_loop_t *l, int ms)
                 sf_producer_poll(l->kp, PR_WAIT_STEP_MS);
 }
 
+/* Doubles a backoff up to backoff_max_ms. */
+static int pr_backoff_next(const pr_loop_t *l, int ms)
+{
+        return ms < l->opts->backoff_max_ms / 2 ? ms * 2
+                                                : l->opts->backoff_max_ms;
+}
+
 static sf_producer_t *pr_kafka_new(pr_loop_t *l, char *errstr,
                                    size_t errstr_size)
 {
@@ -142,10 +149,7 @@ static int pr_recover(pr_loop_t *l, int *backoff_ms, char *errstr,
                 "resending the changes after position %lld in %d ms",
                 (long long)l->acked, *backoff_ms);
         pr_wait(l, *backoff_ms);
-        if (*backoff_ms < l->opts->backoff_max_ms / 2)
-                *backoff_ms *= 2;
-        else
-                *backoff_ms = l->opts->backoff_max_ms;
+        *backoff_ms = pr_backoff_next(l, *backoff_ms);
         if (sf_should_stop())
                 return 1;
         if (rd_kafka_fatal_error(sf_producer_handle(l->kp), err, sizeof(err)) !=
@@ -237,9 +241,7 @@ static int pr_loop(pr_loop_t *l, sf_change_t *batch, int batch_max,
                                          "in %d ms)",
                                          err, backoff);
                                 pr_wait(l, backoff);
-                                backoff = backoff < l->opts->backoff_max_ms / 2
-                                              ? backoff * 2
-                                              : l->opts->backoff_max_ms;
+                                backoff = pr_backoff_next(l, backoff);
                                 continue;
                         }
                 }
