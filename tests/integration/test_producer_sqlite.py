@@ -121,8 +121,10 @@ class Env:
 
 
 def start_broker(env):
-    """Starts `syncfleet broker` and returns its bootstrap address."""
-    p = env.start(["broker"], "broker.log", stdout=subprocess.PIPE)
+    """Starts `syncfleet broker` with the pipeline's topics and returns its
+    bootstrap address."""
+    p = env.start(["broker", "--topic-prefix", PREFIX, "--partitions", "3"],
+                  "broker.log", stdout=subprocess.PIPE)
     deadline = time.time() + 30
     while time.time() < deadline:
         line = p.stdout.readline().decode()
