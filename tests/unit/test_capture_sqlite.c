@@ -614,6 +614,57 @@ static void test_writeback_not_captured(void **state)
         sf_capture_close(c);
 }
 
+/* The same through the real pipeline loader: what gets installed follows
+ * sf_config_captured_events, redirect included. */
+static void test_loaded_pipeline(void **state)
+{
+        fixture_t *f = *state;
+        char *yaml, *errors = NULL, *names;
+        sf_config_t *cfg;
+        sf_capture_t *c;
+        char err[512] = "";
+
+        yaml = sf_asprintf(
+            "version: 1\n"
+            "name: capture-test\n"
+            "source: { type: sqlite, path: %s }\n"
+            "tables:\n"
+            "  customers: { key: [id] }\n"
+            "  sales_orders: { key: [id] }\n"
+            "  sales_lines:\n"
+            "    key: [id]\n"
+            "    parent: { table: sales_orders, key: { id: order_id } }\n"
+            "connectors:\n"
+            "  out: { type: file, dir: %s/out }\n"
+            "messages:\n"
+            "  customer-out:\n"
+            "    trigger: { table: customers, events: [delete] }\n"
+            "    target: { connector: out }\n"
+            "    mapping: { id: \"{{id}}\" }\n"
+            "  order-out:\n"
+            "    trigger: { table: sales_orders, events: [insert, update] }\n"
+            "    target: { connector: out }\n"
+            "    mapping: { id: \"{{id}}\" }\n",
+            f->path, f->dir);
+        cfg = sf_config_load_string("capture-test.yaml", yaml, &errors);
+        if (!cfg)
+                fail_msg("%s", errors);
+        c = sf_capture_open(cfg, err, sizeof(err));
+        assert_non_null(c);
+        assert_int_equal(sf_capture_install(c, err, sizeof(err)), 0);
+        names = app_list(f, TRIGGERS_SQL);
+        assert_string_equal(names, "_syncfleet_customers_delete,"
+                                   "_syncfleet_sales_lines_delete,"
+                                   "_syncfleet_sales_lines_insert,"
+                                   "_syncfleet_sales_lines_update,"
+                                   "_syncfleet_sales_orders_insert,"
+                                   "_syncfleet_sales_orders_update");
+        free(names);
+        sf_capture_close(c);
+        sf_config_destroy(cfg);
+        free(yaml);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -635,6 +686,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
             cmocka_unit_test_setup_teardown(test_wide_table, setup, teardown),
             cmocka_unit_test_setup_teardown(test_writeback_not_captured, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_loaded_pipeline, setup,
                                             teardown),
         };
 
