@@ -125,7 +125,7 @@ int sf_route_change(const sf_config_t *cfg, const sf_change_t *ch,
                                        ? "message"
                                        : "web service action";
                 const sf_table_cfg_t *sub = a->trigger.table_ref;
-                const char *changed;
+                const char *changed = NULL;
                 const char *missing = NULL;
                 sf_outbound_t *o;
                 cJSON *root_key;

@@ -40,6 +40,7 @@ static const sf_target_cfg_t *sf_job_target(const sf_job_t *job,
 {
         const sf_action_cfg_t *a = job->action;
 
+        *mapping = NULL;
         if (a->kind == SF_KIND_MESSAGE) {
                 *mapping = a->mapping;
                 return &a->target;
