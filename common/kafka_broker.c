@@ -167,6 +167,29 @@ static int sf_create_topics_result(rd_kafka_event_t *ev,
         return rc;
 }
 
+/* Marks in WANT the TOPICS the cluster's metadata does not show, and returns
+ * how many. When metadata cannot be had, every topic is wanted. */
+static size_t sf_topics_missing(rd_kafka_t *rk, const char *const *topics,
+                                size_t topic_cnt, int *want)
+{
+        const rd_kafka_metadata_t *md = NULL;
+        size_t missing = 0;
+
+        if (rd_kafka_metadata(rk, 1, NULL, &md, 10000))
+                md = NULL;
+        for (size_t i = 0; i < topic_cnt; i++) {
+                want[i] = 1;
+                for (int t = 0; md && t < md->topic_cnt; t++)
+                        if (!md->topics[t].err &&
+                            !strcmp(md->topics[t].topic, topics[i]))
+                                want[i] = 0;
+                missing += (size_t)want[i];
+        }
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        return missing;
+}
+
 static int sf_create_topics_admin(const sf_kafka_cfg_t *k,
                                   const char *const *topics, size_t topic_cnt,
                                   const char *bootstraps, char *errstr,
@@ -178,9 +201,16 @@ static int sf_create_topics_admin(const sf_kafka_cfg_t *k,
         rd_kafka_AdminOptions_t *opts = NULL;
         rd_kafka_queue_t *q = NULL;
         rd_kafka_event_t *ev = NULL;
+        const char *create[4] = {NULL};
+        int want[4] = {0};
+        size_t missing = 0;
         char err[512];
         int rc = -1;
 
+        if (topic_cnt > 4) {
+                sf_seterr(errstr, errstr_size, "too many topics to create");
+                return -1;
+        }
         conf = sf_kafka_conf_new(k, bootstraps, "syncfleet-admin", errstr,
                                  errstr_size);
         if (!conf)
@@ -194,15 +224,26 @@ static int sf_create_topics_admin(const sf_kafka_cfg_t *k,
                 return -1;
         }
         conf = NULL; /* now owned by rk */
-        for (size_t i = 0; i < topic_cnt; i++) {
-                newt[i] = rd_kafka_NewTopic_new(topics[i], k->partitions,
+        /* Only what is missing is created: a cluster that has the topics
+         * (or one that does not answer CreateTopics, like a standalone
+         * `syncfleet broker`) is not asked at all. */
+        missing = sf_topics_missing(rk, topics, topic_cnt, want);
+        if (!missing) {
+                rc = 0;
+                goto out;
+        }
+        for (size_t i = 0, j = 0; i < topic_cnt; i++) {
+                if (!want[i])
+                        continue;
+                newt[j] = rd_kafka_NewTopic_new(topics[i], k->partitions,
                                                 k->replication_factor, err,
                                                 sizeof(err));
-                if (!newt[i]) {
+                if (!newt[j]) {
                         sf_seterr(errstr, errstr_size,
                                   "cannot create topic %s: %s", topics[i], err);
                         goto out;
                 }
+                create[j++] = topics[i];
         }
         opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
         if (rd_kafka_AdminOptions_set_request_timeout(
@@ -213,18 +254,18 @@ static int sf_create_topics_admin(const sf_kafka_cfg_t *k,
                 goto out;
         }
         q = rd_kafka_queue_new(rk);
-        rd_kafka_CreateTopics(rk, newt, topic_cnt, opts, q);
+        rd_kafka_CreateTopics(rk, newt, missing, opts, q);
         /* The request timeout above bounds the wait; the margin covers
          * the result's trip back through the queue. */
         ev = rd_kafka_queue_poll(q, SF_CREATE_TOPICS_TIMEOUT_MS + 5000);
         if (!ev) {
                 sf_seterr(errstr, errstr_size,
-                          "cannot create topics %s etc. at %s: %s", topics[0],
+                          "cannot create topics %s etc. at %s: %s", create[0],
                           bootstraps,
                           rd_kafka_err2str(RD_KAFKA_RESP_ERR__TIMED_OUT));
                 goto out;
         }
-        rc = sf_create_topics_result(ev, topics, topic_cnt, bootstraps, errstr,
+        rc = sf_create_topics_result(ev, create, missing, bootstraps, errstr,
                                      errstr_size);
 out:
         if (ev)

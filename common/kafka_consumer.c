@@ -303,17 +303,21 @@ sf_consumer_t *sf_consumer_new(const sf_kafka_cfg_t *k, const char *bootstraps,
                 rc = sf_consumer_conf_set(
                     conf, k, "partition.assignment.strategy",
                     "cooperative-sticky", 0, errstr, errstr_size);
-        /* The embedded broker completes every rebalance after a member
-         * joins or leaves only when session.timeout.ms (less a second) has
-         * passed; the client default of 45 s would stall each one. */
-        if (!rc && k && k->embedded &&
-            !sf_kafka_cfg_has(k, "session.timeout.ms")) {
-                rc = sf_consumer_conf_set(conf, k, "session.timeout.ms", "6000",
-                                          1, errstr, errstr_size);
-                if (!rc)
+        /* A member that died is noticed after session.timeout.ms; 10 s
+         * (instead of librdkafka's 45 s) moves a crashed worker's
+         * partitions to the others quickly. The embedded broker completes
+         * every rebalance only when session.timeout.ms (less a second) has
+         * passed, so there it is 6 s, the least a real broker accepts. */
+        if (!rc && !sf_kafka_cfg_has(k, "session.timeout.ms")) {
+                int emb = k && k->embedded;
+
+                rc = sf_consumer_conf_set(conf, k, "session.timeout.ms",
+                                          emb ? "6000" : "10000", 1, errstr,
+                                          errstr_size);
+                if (!rc && !sf_kafka_cfg_has(k, "heartbeat.interval.ms"))
                         rc = sf_consumer_conf_set(
-                            conf, k, "heartbeat.interval.ms", "1000", 0, errstr,
-                            errstr_size);
+                            conf, k, "heartbeat.interval.ms",
+                            emb ? "1000" : "3000", 0, errstr, errstr_size);
         }
         if (rc)
                 goto fail;

@@ -23,11 +23,13 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 # A fresh ERP database and output directory on every run.
 rm -rf "$here/erp.db" "$here/erp.db-wal" "$here/erp.db-shm" "$here/out"
 sqlite3 "$here/erp.db" < "$here/schema.sql"
 
+touch "$work/webshop.log"
 python3 "$here/webshop_api.py" "$work/port" "$work/webshop.log" &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$work/port" ] && break; sleep 0.1; done
