@@ -51,7 +51,7 @@ kafka:
   brokers: embedded
   topic_prefix: bench
   partitions: {partitions}
-
+{kafka_config}
 source:
   type: sqlite
   path: {db}
@@ -256,11 +256,13 @@ class Writer:
         self.commit_ms = {}  # seq -> wall-clock ms when its COMMIT returned
         self.inserts = 0
         self.updates = 0
+        self.tx_ms = []  # duration of every transaction, BEGIN to COMMIT
 
     def transaction(self, keys):
         """Commits one change per key in one transaction; returns the time
         COMMIT returned (wall ms)."""
         seqs = []
+        t0 = time.monotonic()
         self.conn.execute("BEGIN IMMEDIATE")
         stamp = int(now_ms())
         for key in keys:
@@ -281,6 +283,7 @@ class Writer:
             seqs.append(self.seq)
         self.conn.execute("COMMIT")
         done = now_ms()
+        self.tx_ms.append((time.monotonic() - t0) * 1000.0)
         for s in seqs:
             self.commit_ms[s] = done
         return done
@@ -326,7 +329,11 @@ def start(args, work):
 
     pipeline = os.path.join(work, "pipeline.yaml")
     with open(pipeline, "w") as f:
-        f.write(PIPELINE.format(partitions=args.partitions, db=db,
+        extra = "".join("    %s: \"%s\"\n" % tuple(kv.split("=", 1))
+                        for kv in args.kafka_config)
+        f.write(PIPELINE.format(partitions=args.partitions,
+                                kafka_config="  config:\n" + extra if extra else "",
+                                db=db,
                                 poll_ms=args.poll_ms, port=port,
                                 in_flight=args.max_in_flight))
 
@@ -361,13 +368,31 @@ def start(args, work):
         fig["startup_ms"] = max(0.0, ts - t_exec_wall)
     else:
         fig["startup_ms"] = (seen - t_exec) * 1000.0
+    cpu0 = proc_cpu_s(sf.pid)
     time.sleep(args.idle_s)
+    cpu1 = proc_cpu_s(sf.pid)
     st = proc_status(sf.pid)
+    if cpu0 is not None and cpu1 is not None:
+        fig["idle_cpu_pct"] = 100.0 * (cpu1 - cpu0) / args.idle_s
     fig["idle_rss_kib"] = st.get("VmRSS")
     fig["idle_threads"] = st.get("Threads")
     fig["pipeline"] = pipeline
     fig["db"] = db
+    fig["exec_wall_ms"] = t_exec_wall
     return rcv, sf, fig
+
+
+def phase_probe(args, writer, rlog, sf, fig):
+    """One change to a key no phase uses, waited for: the first delivery
+    after start-up (consumer groups joined, connections open), so the phases
+    after it measure a warm pipeline."""
+    writer.transaction([0])
+    seq = writer.seq
+    missing = wait_delivered(rlog, [seq], sf, args.start_timeout)
+    if not missing:
+        fig["first_delivery_ms"] = rlog.first[seq] - fig["exec_wall_ms"]
+        fig["probe_latency_ms"] = rlog.first[seq] - writer.commit_ms[seq]
+    return not missing
 
 
 def phase_throughput(args, writer, rlog, sf, fig):
@@ -375,6 +400,7 @@ def phase_throughput(args, writer, rlog, sf, fig):
     n, b, k = args.changes, args.batch, args.keys
     keys = [rng.randrange(1, k + 1) for _ in range(n)]
     first_seq = writer.seq + 1
+    ins0, upd0 = writer.inserts, writer.updates
     t_begin = now_ms()
     t_first = None
     for i in range(0, n, b):
@@ -391,8 +417,8 @@ def phase_throughput(args, writer, rlog, sf, fig):
     phase_reqs = [ts for ts, s in rlog.requests if first_seq <= s <= writer.seq]
     fig["tp_changes"] = n
     fig["tp_keys"] = len(set(keys))
-    fig["tp_inserts"] = writer.inserts
-    fig["tp_updates"] = writer.updates
+    fig["tp_inserts"] = writer.inserts - ins0
+    fig["tp_updates"] = writer.updates - upd0
     fig["tp_writer_rate"] = n / max(1e-9, (t_last - t_begin) / 1000.0)
     fig["tp_keys_final"] = len(last_seqs) - len(missing)
     fig["tp_drained"] = not missing
@@ -413,8 +439,9 @@ def phase_latency(args, writer, rlog, sf, fig):
     rate, dur = args.rate, args.duration
     per_tx = args.lat_batch or max(1, int(round(rate / 100.0)))
     total = int(rate * dur)
-    keys = sorted(writer.exists) or [1]
+    keys = sorted(writer.exists) or list(range(1, args.keys + 1))
     first_seq = writer.seq + 1
+    tx0 = len(writer.tx_ms)
     t0 = time.monotonic()
     behind = 0.0
     sent, tx, ki = 0, 0, 0
@@ -445,6 +472,10 @@ def phase_latency(args, writer, rlog, sf, fig):
     fig["lat_per_tx"] = per_tx
     fig["lat_achieved_rate"] = total / max(1e-9, elapsed)
     fig["lat_writer_max_behind_ms"] = behind * 1000.0
+    txs = writer.tx_ms[tx0:]
+    fig["lat_tx_p50_ms"] = percentile(txs, 50)
+    fig["lat_tx_p99_ms"] = percentile(txs, 99)
+    fig["lat_tx_max_ms"] = max(txs)
     fig["lat_delivered"] = len(lat)
     fig["lat_missing"] = len(missing)
     if lat:
@@ -474,6 +505,8 @@ def report(args, fig, top):
           "%d message worker(s), http max_in_flight %d" % (
               args.partitions, args.poll_ms, args.message_workers,
               args.max_in_flight))
+    if args.kafka_config:
+        print("           kafka.config %s" % ", ".join(args.kafka_config))
     print()
     rows = []
 
@@ -481,8 +514,13 @@ def report(args, fig, top):
         rows.append((name, value, note))
 
     row("start-up (exec -> running)", fmt(fig.get("startup_ms"), "%.0f", " ms"))
+    row("first delivery (exec -> probe arrived)",
+        fmt(fig.get("first_delivery_ms"), "%.0f", " ms"),
+        "probe commit -> receiver %s" % fmt(fig.get("probe_latency_ms"), "%.0f", " ms"))
     row("RSS at idle", fmt(_mib(fig.get("idle_rss_kib")), "%.1f", " MiB"),
-        "%s threads, %.1f s after start" % (fig.get("idle_threads"), args.idle_s))
+        "%s threads, %.1f s after start; CPU %s of one core meanwhile" % (
+            fig.get("idle_threads"), args.idle_s,
+            fmt(fig.get("idle_cpu_pct"), "%.0f", "%")))
     if "tp_changes" in fig:
         row("throughput changes", "%d" % fig["tp_changes"],
             "%d inserts + %d updates over %d keys, %d per transaction" % (
@@ -509,6 +547,10 @@ def report(args, fig, top):
             "%d changes, %d per transaction, writer max %.0f ms behind" % (
                 fig["lat_changes"], fig["lat_per_tx"],
                 fig["lat_writer_max_behind_ms"]))
+        row("  writer transaction time p50/p99/max", "%s / %s / %s" % (
+            fmt(fig.get("lat_tx_p50_ms"), "%.1f"), fmt(fig.get("lat_tx_p99_ms"), "%.1f"),
+            fmt(fig.get("lat_tx_max_ms"), "%.0f", " ms")),
+            "BEGIN IMMEDIATE to COMMIT, as the application sees it")
         row("  commit -> receiver p50", fmt(fig.get("lat_p50_ms"), "%.1f", " ms"))
         row("  commit -> receiver p99", fmt(fig.get("lat_p99_ms"), "%.1f", " ms"),
             "max %s, mean %s" % (fmt(fig.get("lat_max_ms"), "%.1f", " ms"),
@@ -566,8 +608,12 @@ def main():
     ap.add_argument("--poll-ms", type=int, default=10)
     ap.add_argument("--max-in-flight", type=int, default=64)
     ap.add_argument("--message-workers", type=int, default=1)
-    ap.add_argument("--idle-s", type=float, default=1.0,
-                    help="settle time before the idle RSS is read (default 1)")
+    ap.add_argument("--kafka-config", metavar="KEY=VALUE", action="append",
+                    default=[], help="add KEY: VALUE to kafka.config "
+                    "(repeatable), e.g. fetch.wait.max.ms=10")
+    ap.add_argument("--idle-s", type=float, default=2.0,
+                    help="seconds idle after start-up over which the idle CPU "
+                         "is measured, then the idle RSS read (default 2)")
     ap.add_argument("--start-timeout", type=float, default=30)
     ap.add_argument("--drain-timeout", type=float, default=60,
                     help="seconds to wait for the throughput phase to arrive")
@@ -587,6 +633,9 @@ def main():
             print("bench: %s not found at %s (build first: ./setup.sh build)"
                   % (what, path), file=sys.stderr)
             return 1
+    if any("=" not in kv for kv in args.kafka_config):
+        print("bench: --kafka-config takes KEY=VALUE", file=sys.stderr)
+        return 2
     if args.keys < 1 or args.batch < 1 or args.rate <= 0:
         print("bench: --keys, --batch and --rate must be positive", file=sys.stderr)
         return 2
@@ -606,6 +655,10 @@ def main():
               file=sys.stderr)
         rlog = ReceiverLog(os.path.join(work, "receiver.log"))
         writer = Writer(fig["db"], 10000)
+        print("bench: probe change (waits for the consumer groups)", file=sys.stderr)
+        if not phase_probe(args, writer, rlog, sf, fig):
+            raise RuntimeError("the probe change did not arrive within %.0fs:\n%s"
+                               % (args.start_timeout, sf.tail()))
         if args.changes > 0:
             print("bench: throughput, %d changes" % args.changes, file=sys.stderr)
             phase_throughput(args, writer, rlog, sf, fig)
