@@ -2,7 +2,7 @@
 # syncfleet benchmarks: prints figures, asserts nothing. `./setup.sh bench`
 # builds first and then execs this script with its own arguments.
 #
-#   bench/run.sh                    the default run (about 1-2 minutes)
+#   bench/run.sh                    the default run (under a minute)
 #   bench/run.sh --changes 50000 --rate 2000 --duration 20
 #   bench/run.sh --help             every option
 #
