@@ -4,6 +4,8 @@
  */
 #include "kafka.h"
 
+#include <string.h>
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,11 @@ static void sf_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
         else if (level <= 6)
                 lvl = SF_LOG_INFO;
         else
+                lvl = SF_LOG_DEBUG;
+        /* kafka.config goes to every client of the pipeline, so a consumer
+         * property reaching a producer (and the reverse) is expected, not
+         * worth a warning per client. */
+        if (!strcmp(fac, "CONFWARN") && strstr(buf, "will be ignored by"))
                 lvl = SF_LOG_DEBUG;
         if (sf_log_enabled(lvl))
                 sf_log(lvl, "kafka", "%s: %s: %s", rd_kafka_name(rk), fac, buf);

@@ -5,10 +5,12 @@
 
 extern const sf_connector_ops_t sf_connector_http;
 extern const sf_connector_ops_t sf_connector_file;
+extern const sf_connector_ops_t sf_connector_database;
 
 static const sf_connector_ops_t *const sf_connectors[] = {
     &sf_connector_http,
     &sf_connector_file,
+    &sf_connector_database,
 };
 
 const sf_connector_ops_t *sf_connector_ops(sf_connector_type_t type)

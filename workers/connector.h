@@ -27,13 +27,15 @@ typedef struct sf_conn sf_conn_t;
 /* One delivery. The connector copies what it needs during send(); the
  * caller may free the request right after send() returns. */
 typedef struct sf_request {
-        const char *method;          /* http: GET, PUT, POST, DELETE, ... */
-        const char *path;            /* http: appended to base_url; may be
-                                      * NULL. file (json format): the file
-                                      * name inside dir, already safe */
-        const cJSON *body;           /* the document; NULL: no body */
-        const char *idempotency_key; /* the event id */
-        const char *action;          /* for logs and file names */
+        const char *method;            /* http: GET, PUT, POST, DELETE, ... */
+        const char *path;              /* http: appended to base_url; may be
+                                        * NULL. file (json format): the file
+                                        * name inside dir, already safe */
+        const cJSON *body;             /* the document; NULL: no body */
+        const char *idempotency_key;   /* the event id */
+        const char *action;            /* for logs and file names */
+        const sf_target_cfg_t *target; /* borrowed: database table,
+                                        * operation and key; kafka topic */
 } sf_request_t;
 
 typedef struct sf_result {

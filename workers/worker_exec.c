@@ -210,6 +210,15 @@ static void sf_job_fail(sf_worker_t *w, sf_job_t *job, sf_status_t st,
         const sf_retry_cfg_t *rc = &t->conn->retry;
         char reason[768];
 
+        /* Its partition moved to another worker, which runs the record
+         * again: retrying here would race that worker and dead-lettering
+         * would report a failure that is not final. */
+        if (job->abandoned) {
+                sf_debug(w->stage, "%s: dropped, its partition was revoked: %s",
+                         job->action->name, error);
+                sf_worker_job_finished(w, job);
+                return;
+        }
         free(job->last_error);
         job->last_error = sf_strdup(error);
         if (st == SF_RETRY && job->attempts < rc->max_attempts) {
@@ -296,6 +305,7 @@ void sf_job_start(sf_worker_t *w, sf_job_t *job)
         }
         memset(&req, 0, sizeof(req));
         req.action = job->action->name;
+        req.target = t;
         req.idempotency_key = job->ob.event_id;
         req.method = t->method ? t->method : "PUT";
         if (t->conn->type == SF_CONN_HTTP) {
