@@ -498,8 +498,9 @@ def report(args, fig, top):
     print()
     print("syncfleet end-to-end benchmark")
     print("  commit   %s" % fig.get("commit"))
-    print("  machine  %d cores online (%d usable), %s" % (
-        os.cpu_count() or 0, len(os.sched_getaffinity(0)), cpu_model()))
+    print("  machine  %d cores online (%d usable), %s; load average %s at start" % (
+        os.cpu_count() or 0, len(os.sched_getaffinity(0)), cpu_model(),
+        fig.get("loadavg")))
     print("  run      %s   (%s)" % (fig.get("cmd"), fig.get("when")))
     print("  pipeline embedded broker, %d partitions, sqlite poll %d ms, "
           "%d message worker(s), http max_in_flight %d" % (
@@ -643,7 +644,8 @@ def main():
     fig = {"commit": git_commit(top),
            "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "cmd": " ".join(["bench/run.sh"] + sys.argv[1:]),
-           "cores": os.cpu_count()}
+           "cores": os.cpu_count(),
+           "loadavg": "%.2f %.2f %.2f" % os.getloadavg()}
     work = tempfile.mkdtemp(prefix="sf-bench-")
     rcv = sf = writer = None
     status = 0
