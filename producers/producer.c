@@ -320,6 +320,8 @@ int sf_producer_run(const sf_config_t *cfg, const sf_producer_opts_t *opts,
         sf_info(PR_COMPONENT, "publishing changes from %s to %s at %s",
                 cfg->source.path ? cfg->source.path : "the source",
                 cfg->topic_sync_log, o.bootstraps);
+        if (o.on_ready)
+                o.on_ready(o.ready_arg);
         rc = pr_loop(&l, batch, batch_max, errstr, errstr_size);
         pr_shutdown(&l);
 out:

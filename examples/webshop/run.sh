@@ -5,7 +5,7 @@
 #
 #   examples/webshop/run.sh           make some changes, show what arrived
 #   examples/webshop/run.sh --watch   keep running; change rows yourself:
-#       sqlite3 examples/webshop/erp.db \
+#       sqlite3 -cmd ".timeout 5000" examples/webshop/erp.db \
 #         "UPDATE customers SET name = 'Ada King' WHERE id = 1"
 set -euo pipefail
 
@@ -27,7 +27,7 @@ trap "exit 130" INT TERM
 
 # A fresh ERP database and output directory on every run.
 rm -rf "$here/erp.db" "$here/erp.db-wal" "$here/erp.db-shm" "$here/out"
-sqlite3 "$here/erp.db" < "$here/schema.sql"
+sqlite3 -cmd ".timeout 5000" "$here/erp.db" < "$here/schema.sql"
 
 touch "$work/webshop.log"
 python3 "$here/webshop_api.py" "$work/port" "$work/webshop.log" &
@@ -50,10 +50,10 @@ done
 
 echo "== changing rows in $here/erp.db"
 sed -n 's/^\(INSERT\|UPDATE\|DELETE\).*/  &/p' "$here/changes.sql"
-sqlite3 "$here/erp.db" < "$here/changes.sql"
+sqlite3 -cmd ".timeout 5000" "$here/erp.db" < "$here/changes.sql"
 
 if [ "$watch" = 1 ]; then
-  echo "== watching; change rows with sqlite3 $here/erp.db, Ctrl-C to stop"
+  echo "== watching; change rows with: sqlite3 -cmd \".timeout 5000\" $here/erp.db, Ctrl-C to stop"
   tail -f "$work/webshop.log" &
   pids+=($!)
   wait "$sf"
