@@ -308,6 +308,13 @@ sf_consumer_t *sf_consumer_new(const sf_kafka_cfg_t *k, const char *bootstraps,
          * partitions to the others quickly. The embedded broker completes
          * every rebalance only when session.timeout.ms (less a second) has
          * passed, so there it is 6 s, the least a real broker accepts. */
+        /* The embedded broker answers a fetch only when fetch.wait.max.ms
+         * has passed, even when records arrived meanwhile (a real broker
+         * answers as soon as fetch.min.bytes are there): at the default
+         * 500 ms each consumer hop would add up to half a second. */
+        if (!rc && k && k->embedded)
+                rc = sf_consumer_conf_set(conf, k, "fetch.wait.max.ms", "10", 0,
+                                          errstr, errstr_size);
         if (!rc && !sf_kafka_cfg_has(k, "session.timeout.ms")) {
                 int emb = k && k->embedded;
 
