@@ -368,6 +368,14 @@ def start(args, work):
         fig["startup_ms"] = max(0.0, ts - t_exec_wall)
     else:
         fig["startup_ms"] = (seen - t_exec) * 1000.0
+    fig["pipeline"] = pipeline
+    fig["db"] = db
+    fig["exec_wall_ms"] = t_exec_wall
+    return rcv, sf, fig
+
+
+def phase_idle(args, sf, fig):
+    """CPU used while nothing changes, then the resident set."""
     cpu0 = proc_cpu_s(sf.pid)
     time.sleep(args.idle_s)
     cpu1 = proc_cpu_s(sf.pid)
@@ -376,10 +384,6 @@ def start(args, work):
         fig["idle_cpu_pct"] = 100.0 * (cpu1 - cpu0) / args.idle_s
     fig["idle_rss_kib"] = st.get("VmRSS")
     fig["idle_threads"] = st.get("Threads")
-    fig["pipeline"] = pipeline
-    fig["db"] = db
-    fig["exec_wall_ms"] = t_exec_wall
-    return rcv, sf, fig
 
 
 def phase_probe(args, writer, rlog, sf, fig):
@@ -519,7 +523,7 @@ def report(args, fig, top):
         fmt(fig.get("first_delivery_ms"), "%.0f", " ms"),
         "probe commit -> receiver %s" % fmt(fig.get("probe_latency_ms"), "%.0f", " ms"))
     row("RSS at idle", fmt(_mib(fig.get("idle_rss_kib")), "%.1f", " MiB"),
-        "%s threads, %.1f s after start; CPU %s of one core meanwhile" % (
+        "%s threads, after %.1f s idle past the probe; CPU %s of one core meanwhile" % (
             fig.get("idle_threads"), args.idle_s,
             fmt(fig.get("idle_cpu_pct"), "%.0f", "%")))
     if "tp_changes" in fig:
@@ -613,8 +617,8 @@ def main():
                     default=[], help="add KEY: VALUE to kafka.config "
                     "(repeatable), e.g. fetch.wait.max.ms=10")
     ap.add_argument("--idle-s", type=float, default=2.0,
-                    help="seconds idle after start-up over which the idle CPU "
-                         "is measured, then the idle RSS read (default 2)")
+                    help="seconds idle after the probe arrived over which the "
+                         "idle CPU is measured, then the idle RSS read (default 2)")
     ap.add_argument("--start-timeout", type=float, default=30)
     ap.add_argument("--drain-timeout", type=float, default=60,
                     help="seconds to wait for the throughput phase to arrive")
@@ -661,6 +665,7 @@ def main():
         if not phase_probe(args, writer, rlog, sf, fig):
             raise RuntimeError("the probe change did not arrive within %.0fs:\n%s"
                                % (args.start_timeout, sf.tail()))
+        phase_idle(args, sf, fig)
         if args.changes > 0:
             print("bench: throughput, %d changes" % args.changes, file=sys.stderr)
             phase_throughput(args, writer, rlog, sf, fig)
