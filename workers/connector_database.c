@@ -52,9 +52,10 @@ static void db_ident(sf_buf_t *b, const char *name)
 }
 
 static sf_conn_t *db_open(const sf_connector_cfg_t *cfg,
-                          const sf_config_t *pipeline, char *errstr,
-                          size_t errstr_size)
+                          const sf_config_t *pipeline, const char *bootstraps,
+                          char *errstr, size_t errstr_size)
 {
+        (void)bootstraps;
         sf_conn_t *c;
 
         if (pipeline->source.type != SF_SOURCE_SQLITE) {

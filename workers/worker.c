@@ -344,7 +344,8 @@ sf_conn_slot_t *sf_worker_conn(sf_worker_t *w, const sf_connector_cfg_t *c)
                          c->name);
                 return NULL;
         }
-        slot->conn = slot->ops->open(c, w->cfg, errstr, sizeof(errstr));
+        slot->conn =
+            slot->ops->open(c, w->cfg, w->bootstraps, errstr, sizeof(errstr));
         if (!slot->conn) {
                 sf_error(w->stage, "connector %s: %s", c->name, errstr);
                 return NULL;
@@ -361,6 +362,7 @@ sf_worker_t *sf_worker_new(const sf_config_t *cfg, const char *bootstraps,
         const char *topics[1];
 
         w->cfg = cfg;
+        w->bootstraps = sf_strdup(bootstraps);
         w->kind = kind;
         w->stage = kind == SF_KIND_MESSAGE ? "message" : "webservice";
         w->topic = kind == SF_KIND_MESSAGE ? cfg->topic_outbound_message
@@ -541,5 +543,6 @@ void sf_worker_destroy(sf_worker_t *w)
         free(w->heap);
         free(w->conns);
         sf_source_db_close(w->db);
+        free(w->bootstraps);
         free(w);
 }

@@ -226,6 +226,7 @@ void sf_job_start(sf_worker_t *w, sf_job_t *job)
         req.method = r.method;
         req.path = r.path;
         req.body = r.body;
+        req.record_key = job->q ? job->q->key : NULL;
         if (slot->ops->send(slot->conn, &req, sf_job_on_result, job, errstr,
                             sizeof(errstr))) {
                 sf_rendered_clear(&r);

@@ -66,6 +66,7 @@ typedef struct sf_conn_slot {
 
 struct sf_worker {
         const sf_config_t *cfg;
+        char *bootstraps;
         sf_action_kind_t kind;
         const char *topic;
         const char *stage; /* "message" | "webservice" */
