@@ -197,8 +197,7 @@ int sf_cmd_run(int argc, char **argv)
         memset(&ctx, 0, sizeof(ctx));
         ctx.grace_ms = SF_DEFAULT_GRACE_MS;
         optind = 1;
-        while ((c = getopt_long(argc, argv, "c:b:m:w:g:h", opts, NULL)) !=
-               -1) {
+        while ((c = getopt_long(argc, argv, "c:b:m:w:g:h", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
                         file = optarg;
@@ -264,11 +263,11 @@ int sf_cmd_run(int argc, char **argv)
         }
         pthread_mutex_init(&ctx.lock, NULL);
         pthread_cond_init(&ctx.cond, NULL);
-#define SF_ADD_THREAD(p, i)                                                  \
-        do {                                                                 \
-                threads[nthreads] =                                          \
+#define SF_ADD_THREAD(p, i)                                                    \
+        do {                                                                   \
+                threads[nthreads] =                                            \
                     (sf_run_thread_t){.ctx = &ctx, .part = (p), .index = (i)}; \
-                nthreads++;                                                  \
+                nthreads++;                                                    \
         } while (0)
         if (cfg->source.type != SF_SOURCE_NONE)
                 SF_ADD_THREAD(SF_PART_PRODUCER, 0);

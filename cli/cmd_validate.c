@@ -12,14 +12,13 @@
 
 static void usage(FILE *out)
 {
-        fprintf(out,
-                "usage: syncfleet validate -c FILE\n\n"
-                "Checks the pipeline file and prints every problem as\n"
-                "FILE:LINE:COLUMN: message (exit 2), or a summary of the\n"
-                "table events captured and the messages and web service\n"
-                "actions subscribed to each (exit 0).\n\n"
-                "  -c, --config FILE   the pipeline file\n"
-                "  -h, --help          this text\n");
+        fprintf(out, "usage: syncfleet validate -c FILE\n\n"
+                     "Checks the pipeline file and prints every problem as\n"
+                     "FILE:LINE:COLUMN: message (exit 2), or a summary of the\n"
+                     "table events captured and the messages and web service\n"
+                     "actions subscribed to each (exit 0).\n\n"
+                     "  -c, --config FILE   the pipeline file\n"
+                     "  -h, --help          this text\n");
 }
 
 int sf_cmd_validate(int argc, char **argv)

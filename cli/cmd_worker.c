@@ -78,8 +78,9 @@ int sf_cmd_worker(int argc, char **argv)
         else if (!strcmp(kind, "webservice"))
                 k = SF_KIND_WEBSERVICE;
         else {
-                fprintf(stderr, "syncfleet worker: --kind must be message or "
-                                "webservice, not '%s'\n",
+                fprintf(stderr,
+                        "syncfleet worker: --kind must be message or "
+                        "webservice, not '%s'\n",
                         kind);
                 return SF_EXIT_USAGE;
         }

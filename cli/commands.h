@@ -14,6 +14,7 @@ typedef struct sf_command {
 int sf_cmd_validate(int argc, char **argv);
 int sf_cmd_broker(int argc, char **argv);
 int sf_cmd_run(int argc, char **argv);
+int sf_cmd_lag(int argc, char **argv);
 int sf_cmd_router(int argc, char **argv);
 int sf_cmd_worker(int argc, char **argv);
 int sf_cmd_producer(int argc, char **argv);

@@ -14,6 +14,7 @@ static const sf_command_t sf_commands[] = {
     {"router", "route sync-log changes to outbound topics", sf_cmd_router},
     {"worker", "run message or web service workers", sf_cmd_worker},
     {"broker", "run the embedded Kafka broker standalone", sf_cmd_broker},
+    {"lag", "show how far each consumer group is behind", sf_cmd_lag},
     {"producer", "capture table changes and publish them to the sync-log",
      sf_cmd_producer},
 };

@@ -210,10 +210,15 @@ typedef struct sf_action_cfg {
         int has_error;
         sf_target_cfg_t error_target;
         sf_mapping_t *error_mapping;
-        /* Fields of the trigger table the action reads: template references
-         * of its mapping, path and body with op/event/table/event_id dropped,
-         * key.X/before.X/after.X/record.X reduced to X. Sorted, unique.
-         * check_used_fields compares exactly these. */
+        /* Fields of the trigger table the action reads: the template
+         * references of every mapping and path it has (target, on_delete,
+         * request, response, error), with op/event/table/event_id and
+         * response.X, error.X, status and headers.X dropped, key.X, before.X,
+         * after.X and record.X reduced to X, a bare {{key}} expanded to the key
+         * columns, references into source.records children dropped, and of
+         * an `each` only its path. Sorted, unique. check_used_fields
+         * compares exactly these; an action that reads a whole image
+         * ({{after}}) has check_used_fields forced off at load. */
         char **used_fields;
         size_t used_fields_cnt;
         sf_pos_t pos;

@@ -13,8 +13,7 @@
 
 static int sf_log_level = -1;
 
-static const char *const sf_level_names[] = {"error", "warn", "info",
-                                             "debug"};
+static const char *const sf_level_names[] = {"error", "warn", "info", "debug"};
 
 static int sf_log_level_get(void)
 {

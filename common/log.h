@@ -22,10 +22,10 @@ void sf_log_set_level(sf_log_level_t level);
 #define sf_error(comp, ...) sf_log(SF_LOG_ERROR, comp, __VA_ARGS__)
 #define sf_warn(comp, ...)  sf_log(SF_LOG_WARN, comp, __VA_ARGS__)
 #define sf_info(comp, ...)  sf_log(SF_LOG_INFO, comp, __VA_ARGS__)
-#define sf_debug(comp, ...)                                                  \
-        do {                                                                 \
-                if (sf_log_enabled(SF_LOG_DEBUG))                            \
-                        sf_log(SF_LOG_DEBUG, comp, __VA_ARGS__);             \
+#define sf_debug(comp, ...)                                                    \
+        do {                                                                   \
+                if (sf_log_enabled(SF_LOG_DEBUG))                              \
+                        sf_log(SF_LOG_DEBUG, comp, __VA_ARGS__);               \
         } while (0)
 
 #endif

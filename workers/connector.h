@@ -37,15 +37,15 @@ typedef struct sf_request {
 } sf_request_t;
 
 typedef struct sf_result {
-        sf_status_t status;    /* SF_OK, SF_RETRY or SF_FATAL */
-        int http_status;       /* 0 when no HTTP answer */
+        sf_status_t status;     /* SF_OK, SF_RETRY or SF_FATAL */
+        int http_status;        /* 0 when no HTTP answer */
         int64_t retry_after_ms; /* from Retry-After on 429/503; else -1 */
-        char error[512];       /* why, when not SF_OK: "HTTP 404 from PUT
-                                * http://host/customers/7: <body start>" */
-        cJSON *response;       /* parsed JSON reply body, or a string node
-                                * with the raw text; NULL when empty. Owned
-                                * by the connector, valid during the
-                                * callback only */
+        char error[512];        /* why, when not SF_OK: "HTTP 404 from PUT
+                                 * http://host/customers/7: <body start>" */
+        cJSON *response;        /* parsed JSON reply body, or a string node
+                                 * with the raw text; NULL when empty. Owned
+                                 * by the connector, valid during the
+                                 * callback only */
         const char *response_headers_json; /* {"content-type":"..."} or NULL,
                                             * valid during the callback */
 } sf_result_t;

@@ -21,9 +21,9 @@
 #include "log.h"
 #include "map.h"
 
-#define SF_ROUTER_MAX_INFLIGHT  20000 /* sync-log records not done */
-#define SF_ROUTER_MAX_SUBS      256
-#define SF_ROUTER_RESEND_MS     1000
+#define SF_ROUTER_MAX_INFLIGHT 20000 /* sync-log records not done */
+#define SF_ROUTER_MAX_SUBS     256
+#define SF_ROUTER_RESEND_MS    1000
 
 /* One sync-log record on its way. */
 typedef struct sf_route_job {
@@ -51,12 +51,12 @@ struct sf_router {
         const sf_config_t *cfg;
         sf_consumer_t *consumer;
         sf_producer_t *producer;
-        size_t jobs;                /* sync-log records not done */
+        size_t jobs; /* sync-log records not done */
         int paused;
-        sf_map_t *waiting;          /* coalescing: topic\nkey -> out */
-        int64_t hold_ms;            /* max(coalesce_ms, delay_ms) */
-        sf_route_out_t *resend;     /* failed deliveries, to send again */
-        int closing;                /* the consumer is gone */
+        sf_map_t *waiting;      /* coalescing: topic\nkey -> out */
+        int64_t hold_ms;        /* max(coalesce_ms, delay_ms) */
+        sf_route_out_t *resend; /* failed deliveries, to send again */
+        int closing;            /* the consumer is gone */
         uint64_t routed, dead, redelivered;
 };
 
@@ -160,9 +160,9 @@ static void sf_router_dead_letter(sf_router_t *r, const rd_kafka_message_t *m,
         o->key = m->key ? sf_strndup(m->key, m->key_len) : sf_strdup("");
         o->value = m->payload ? sf_strndup(m->payload, m->len) : sf_strdup("");
         o->value_len = m->payload ? m->len : 0;
-        o->headers = sf_dlq_headers_new(orig, rd_kafka_topic_name(m->rkt),
-                                        m->partition, m->offset, reason,
-                                        "router", 1);
+        o->headers =
+            sf_dlq_headers_new(orig, rd_kafka_topic_name(m->rkt), m->partition,
+                               m->offset, reason, "router", 1);
         o->jobs = sf_malloc(sizeof(*o->jobs));
         o->jobs[0] = job;
         o->job_cnt = 1;
@@ -182,8 +182,7 @@ static const char *sf_combine_event(const char *first, const char *last)
         return last;
 }
 
-static void sf_router_hold(sf_router_t *r, sf_route_out_t *o,
-                           const char *event)
+static void sf_router_hold(sf_router_t *r, sf_route_out_t *o, const char *event)
 {
         char *mapkey = sf_asprintf("%s\n%s", o->topic, o->key);
         sf_route_out_t *prev = sf_map_get(r->waiting, mapkey);
@@ -243,8 +242,8 @@ static int sf_collect_due(void *opaque, const char *key, void *value)
         if (d->all || o->due_ms <= d->now) {
                 if (d->cnt == d->cap) {
                         d->cap = d->cap ? d->cap * 2 : 64;
-                        d->keys = sf_realloc(d->keys,
-                                             d->cap * sizeof(*d->keys));
+                        d->keys =
+                            sf_realloc(d->keys, d->cap * sizeof(*d->keys));
                 }
                 d->keys[d->cnt++] = sf_strdup(key);
         }
@@ -390,8 +389,8 @@ int sf_router_run(sf_router_t *r, int grace_ms, char *errstr,
 
         (void)errstr;
         (void)errstr_size;
-        sf_info("router", "routing %s for %zu subscribers", r->cfg->topic_sync_log,
-                r->cfg->action_cnt);
+        sf_info("router", "routing %s for %zu subscribers",
+                r->cfg->topic_sync_log, r->cfg->action_cnt);
         while (!sf_should_stop()) {
                 int busy = 0;
 
@@ -439,8 +438,9 @@ int sf_router_run(sf_router_t *r, int grace_ms, char *errstr,
                         "%zu sync-log records not acknowledged at shutdown; "
                         "they will be routed again",
                         r->jobs);
-        sf_info("router", "stopped: routed %llu outbound records, %llu to the "
-                          "DLQ",
+        sf_info("router",
+                "stopped: routed %llu outbound records, %llu to the "
+                "DLQ",
                 (unsigned long long)r->routed, (unsigned long long)r->dead);
         return 0;
 }

@@ -94,8 +94,8 @@ static void sf_outbound_init(sf_outbound_t *o, const sf_action_cfg_t *a,
                              const sf_change_t *ch, int64_t now_ms)
 {
         memset(o, 0, sizeof(*o));
-        o->kind = sf_strdup(a->kind == SF_KIND_MESSAGE ? "message"
-                                                       : "webservice");
+        o->kind =
+            sf_strdup(a->kind == SF_KIND_MESSAGE ? "message" : "webservice");
         o->action = sf_strdup(a->name);
         o->table = sf_strdup(ch->table);
         o->key = cJSON_Duplicate(ch->key, 1);
@@ -114,8 +114,9 @@ int sf_route_change(const sf_config_t *cfg, const sf_change_t *ch,
         size_t n = 0;
 
         if (!t) {
-                sf_explain(explain, "table %s is not in the pipeline: "
-                                    "no subscriber",
+                sf_explain(explain,
+                           "table %s is not in the pipeline: "
+                           "no subscriber",
                            ch->table);
                 return 0;
         }
@@ -125,7 +126,7 @@ int sf_route_change(const sf_config_t *cfg, const sf_change_t *ch,
                                        ? "message"
                                        : "web service action";
                 const sf_table_cfg_t *sub = a->trigger.table_ref;
-                const char *changed;
+                const char *changed = NULL;
                 const char *missing = NULL;
                 sf_outbound_t *o;
                 cJSON *root_key;
@@ -160,17 +161,15 @@ int sf_route_change(const sf_config_t *cfg, const sf_change_t *ch,
                         o->root_table = sf_strdup(t->name);
                         o->root_key = cJSON_Duplicate(ch->key, 1);
                         o->record = image ? cJSON_Duplicate(image, 1) : NULL;
-                        o->before = ch->before
-                                        ? cJSON_Duplicate(ch->before, 1)
-                                        : NULL;
+                        o->before =
+                            ch->before ? cJSON_Duplicate(ch->before, 1) : NULL;
                         if (bit == SF_EV_UPDATE && a->trigger.check_used_fields)
-                                sf_explain(explain,
-                                           "%s %s: triggered by %s (%s "
-                                           "changed)",
-                                           what, a->name,
-                                           sf_op_event_name(ch->op),
-                                           changed ? changed
-                                                   : "no before image");
+                                sf_explain(
+                                    explain,
+                                    "%s %s: triggered by %s (%s "
+                                    "changed)",
+                                    what, a->name, sf_op_event_name(ch->op),
+                                    changed ? changed : "no before image");
                         else
                                 sf_explain(explain, "%s %s: triggered by %s",
                                            what, a->name,

@@ -34,10 +34,9 @@ sf_source_db_t *sf_source_db_open(const sf_config_t *cfg, char *errstr,
         if (sqlite3_open_v2(cfg->source.path, &db->sqlite,
                             SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                             NULL) != SQLITE_OK) {
-                sf_seterr(errstr, errstr_size, "cannot open %s: %s",
-                          cfg->source.path,
-                          db->sqlite ? sqlite3_errmsg(db->sqlite)
-                                     : "out of memory");
+                sf_seterr(
+                    errstr, errstr_size, "cannot open %s: %s", cfg->source.path,
+                    db->sqlite ? sqlite3_errmsg(db->sqlite) : "out of memory");
                 sf_source_db_close(db);
                 return NULL;
         }
@@ -108,8 +107,8 @@ static sf_status_t sf_bind_json(sqlite3_stmt *st, int idx, const cJSON *v,
         if (cJSON_IsString(v))
                 sqlite3_bind_text(st, idx, v->valuestring, -1,
                                   SQLITE_TRANSIENT);
-        else if (cJSON_IsNumber(v) && v->valuedouble == (double)(int64_t)
-                                                            v->valuedouble)
+        else if (cJSON_IsNumber(v) &&
+                 v->valuedouble == (double)(int64_t)v->valuedouble)
                 sqlite3_bind_int64(st, idx, (int64_t)v->valuedouble);
         else if (cJSON_IsNumber(v))
                 sqlite3_bind_double(st, idx, v->valuedouble);
@@ -222,8 +221,8 @@ sf_status_t sf_source_db_get(sf_source_db_t *db, const sf_table_cfg_t *table,
 
 sf_status_t sf_source_db_children(sf_source_db_t *db,
                                   const sf_records_cfg_t *rec,
-                                  const cJSON *root, cJSON **out,
-                                  char *errstr, size_t errstr_size)
+                                  const cJSON *root, cJSON **out, char *errstr,
+                                  size_t errstr_size)
 {
         const sf_table_cfg_t *t = rec->table_ref;
         sf_status_t st = SF_OK;
@@ -247,8 +246,8 @@ sf_status_t sf_source_db_children(sf_source_db_t *db,
         }
         st = sf_prepare(db, sql.data, &stmt, errstr, errstr_size);
         for (size_t i = 0; st == SF_OK && i < rec->where_cnt; i++) {
-                const cJSON *v = cJSON_GetObjectItemCaseSensitive(
-                    root, rec->where[i].value);
+                const cJSON *v =
+                    cJSON_GetObjectItemCaseSensitive(root, rec->where[i].value);
 
                 if (!v) {
                         sf_seterr(errstr, errstr_size,

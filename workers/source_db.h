@@ -31,8 +31,8 @@ sf_status_t sf_source_db_get(sf_source_db_t *db, const sf_table_cfg_t *table,
  * field), ordered by the child table's key, as a JSON array in *OUT. */
 sf_status_t sf_source_db_children(sf_source_db_t *db,
                                   const sf_records_cfg_t *rec,
-                                  const cJSON *root, cJSON **out,
-                                  char *errstr, size_t errstr_size);
+                                  const cJSON *root, cJSON **out, char *errstr,
+                                  size_t errstr_size);
 
 void sf_source_db_close(sf_source_db_t *db); /* NULL is a no-op */
 

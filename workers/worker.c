@@ -16,8 +16,8 @@
 
 #include "log.h"
 
-#define SF_WORKER_MAX_JOBS   5000 /* records held before intake pauses */
-#define SF_WORKER_DLQ_RETRY  1000
+#define SF_WORKER_MAX_JOBS  5000 /* records held before intake pauses */
+#define SF_WORKER_DLQ_RETRY 1000
 
 /* --- retry heap ------------------------------------------------------- */
 
@@ -138,13 +138,13 @@ static void sf_worker_dlq_send(sf_worker_t *w, sf_job_t *job)
             job->last_error ? job->last_error : "failed", w->stage,
             job->attempts);
 
-        if (sf_producer_send(w->producer, w->cfg->topic_dlq,
-                             RD_KAFKA_PARTITION_UA, job->rec_key,
-                             job->rec_key_len, job->rec_value,
-                             job->rec_value_len, hdrs, job, 1000, errstr,
-                             sizeof(errstr))) {
-                sf_warn(w->stage, "cannot enqueue for the DLQ, trying again: "
-                                  "%s",
+        if (sf_producer_send(
+                w->producer, w->cfg->topic_dlq, RD_KAFKA_PARTITION_UA,
+                job->rec_key, job->rec_key_len, job->rec_value,
+                job->rec_value_len, hdrs, job, 1000, errstr, sizeof(errstr))) {
+                sf_warn(w->stage,
+                        "cannot enqueue for the DLQ, trying again: "
+                        "%s",
                         errstr);
                 job->state = SF_JOB_DEAD;
                 job->retry_at_ms = sf_mono_ms() + SF_WORKER_DLQ_RETRY;
@@ -329,8 +329,9 @@ sf_conn_slot_t *sf_worker_conn(sf_worker_t *w, const sf_connector_cfg_t *c)
                 return slot;
         slot->ops = sf_connector_ops(c->type);
         if (!slot->ops) {
-                sf_error(w->stage, "connector %s: this type cannot be a "
-                                   "target yet",
+                sf_error(w->stage,
+                         "connector %s: this type cannot be a "
+                         "target yet",
                          c->name);
                 return NULL;
         }
@@ -443,8 +444,8 @@ int sf_worker_run(sf_worker_t *w, int grace_ms, char *errstr,
                 }
                 for (int i = 0; i < 500; i++) {
                         sf_offset_ref_t ref;
-                        int idle = !w->jobs && !sf_producer_outstanding(
-                                                   w->producer);
+                        int idle =
+                            !w->jobs && !sf_producer_outstanding(w->producer);
                         rd_kafka_message_t *m = sf_consumer_poll(
                             w->consumer, i == 0 && idle ? 50 : 0, &ref);
 

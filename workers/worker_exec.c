@@ -40,6 +40,7 @@ static const sf_target_cfg_t *sf_job_target(const sf_job_t *job,
 {
         const sf_action_cfg_t *a = job->action;
 
+        *mapping = NULL;
         if (a->kind == SF_KIND_MESSAGE) {
                 *mapping = a->mapping;
                 return &a->target;
@@ -118,8 +119,7 @@ static int sf_job_load(sf_worker_t *w, sf_job_t *job, char *errstr,
                         cJSON_Delete(rec);
                         return st;
                 }
-                cJSON_AddItemToObject(rec, a->source.records[i].name,
-                                      children);
+                cJSON_AddItemToObject(rec, a->source.records[i].name, children);
         }
         job->scope_record = rec;
         return SF_OK;
@@ -165,8 +165,8 @@ static char *sf_job_file_name(const sf_job_t *job)
                 else if (cJSON_IsNumber(v))
                         sf_buf_printf(&b, "-%.17g", v->valuedouble);
         }
-        sf_buf_printf(&b, "-%s.json", job->ob.event_id ? job->ob.event_id
-                                                       : "noid");
+        sf_buf_printf(&b, "-%s.json",
+                      job->ob.event_id ? job->ob.event_id : "noid");
         for (size_t i = 0; i < b.len; i++) {
                 unsigned char c = (unsigned char)b.data[i];
 
@@ -181,8 +181,8 @@ static char *sf_job_file_name(const sf_job_t *job)
 static void sf_job_on_result(void *opaque, const sf_result_t *res);
 
 /* Moves a failed web service request to its error step, if it has one. */
-static int sf_job_to_error_step(sf_worker_t *w, sf_job_t *job,
-                                int http_status, const char *message)
+static int sf_job_to_error_step(sf_worker_t *w, sf_job_t *job, int http_status,
+                                const char *message)
 {
         cJSON *err;
 
@@ -262,8 +262,9 @@ void sf_job_start(sf_worker_t *w, sf_job_t *job)
         job->attempts++;
         rc = sf_job_load(w, job, errstr, sizeof(errstr));
         if (rc == -1) {
-                sf_debug(w->stage, "%s: %s record no longer exists, nothing "
-                                   "to export",
+                sf_debug(w->stage,
+                         "%s: %s record no longer exists, nothing "
+                         "to export",
                          job->action->name, job->ob.root_table);
                 sf_worker_job_finished(w, job);
                 return;
@@ -299,12 +300,12 @@ void sf_job_start(sf_worker_t *w, sf_job_t *job)
         req.method = t->method ? t->method : "PUT";
         if (t->conn->type == SF_CONN_HTTP) {
                 const sf_template_t *ptpl = t->path;
-                int http_delete = job->action->kind == SF_KIND_MESSAGE &&
-                                  is_delete;
+                int http_delete =
+                    job->action->kind == SF_KIND_MESSAGE && is_delete;
 
                 if (http_delete) {
-                        req.method = t->delete_method ? t->delete_method
-                                                      : "DELETE";
+                        req.method =
+                            t->delete_method ? t->delete_method : "DELETE";
                         if (t->delete_path)
                                 ptpl = t->delete_path;
                 }
@@ -324,8 +325,8 @@ void sf_job_start(sf_worker_t *w, sf_job_t *job)
                 req.path = fname;
         }
         if (mapping) {
-                body = sf_mapping_render(mapping, scope, errstr,
-                                         sizeof(errstr));
+                body =
+                    sf_mapping_render(mapping, scope, errstr, sizeof(errstr));
                 if (!body)
                         goto fatal;
         }

@@ -56,7 +56,7 @@ typedef struct sf_job {
         cJSON *scope_record; /* the record exported (after loading) */
         cJSON *reply;        /* web service: response.*, status, headers */
         char *last_error;
-        int abandoned;       /* partition revoked while running */
+        int abandoned; /* partition revoked while running */
 } sf_job_t;
 
 struct sf_keyq {
@@ -82,7 +82,7 @@ struct sf_worker {
         sf_source_db_t *db;      /* opened on first use */
         sf_job_t **heap;         /* retry heap by retry_at_ms */
         size_t heap_cnt, heap_cap;
-        size_t jobs;             /* records held, all states */
+        size_t jobs; /* records held, all states */
         int paused;
         int stopping;
         unsigned int seed;

@@ -233,7 +233,7 @@ static int rule_string(const cJSON *v, const char *name, char **out,
 static int rule_parse(rule_t *r, cJSON *obj, char *errstr, size_t errstr_size)
 {
         const cJSON *v;
-        long l;
+        long l = 0;
         int rc = 0, nsel = 0;
         char buf[32];
 

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# syncfleet validate: the shipped examples are valid and summarised; a
+# broken file and an unset ${VAR} exit 2 with the exact error lines.
+set -uo pipefail
+
+: "${SYNCFLEET:?path of the syncfleet binary}"
+: "${SF_SOURCE_DIR:?source directory}"
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# run NAME ARGS...: runs syncfleet, leaving stdout, stderr and the exit code
+# in $tmp/NAME.out, $tmp/NAME.err and $rc.
+run() {
+  local name=$1
+  shift
+  "$SYNCFLEET" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
+  rc=$?
+}
+
+expect_rc() {
+  [ "$rc" -eq "$2" ] || fail "$1: exit $rc, expected $2; stderr: $(cat "$tmp/$1.err")"
+}
+
+# expect_line NAME FILE LINE: LINE is one whole line of the output.
+expect_line() {
+  grep -Fxq -- "$3" "$tmp/$1.$2" || fail "$1: no line '$3' in:
+$(cat "$tmp/$1.$2")"
+}
+
+expect_file() {
+  diff -u <(printf '%s' "$3") "$tmp/$1.$2" >"$tmp/diff" ||
+    fail "$1: $2 differs from the expected text:
+$(cat "$tmp/diff")"
+}
+
+export WEBSHOP_URL=http://127.0.0.1:18080
+export WEBSHOP_TOKEN=shop-token
+export CRM_URL=https://crm.example.com
+export CRM_TOKEN_URL=https://crm.example.com/oauth/token
+export CRM_CLIENT_ID=syncfleet
+export CRM_CLIENT_SECRET=crm-secret
+
+webshop=$SF_SOURCE_DIR/examples/webshop/pipeline.yaml
+reference=$SF_SOURCE_DIR/examples/reference/pipeline.yaml
+
+run webshop validate -c "$webshop"
+expect_rc webshop 0
+expect_file webshop err ""
+expect_line webshop out "pipeline webshop-sync: valid"
+expect_line webshop out "kafka: embedded; topics webshop.sync-log, webshop.outbound.message, webshop.outbound.webservice, webshop.dlq (3 partitions)"
+expect_line webshop out "source: sqlite $SF_SOURCE_DIR/examples/webshop/erp.db"
+expect_line webshop out "  customers: insert, update, delete"
+expect_line webshop out "    update -> message customer-to-webshop (when any of city, email, id, name, street changed)"
+expect_line webshop out "  sales_orders: insert, update"
+expect_line webshop out "  sales_lines: insert, update, delete (redirected to sales_orders)"
+expect_line webshop out "  webshop: http http://127.0.0.1:18080, no auth, timeout 5000 ms"
+expect_line webshop out "  archive: file $SF_SOURCE_DIR/examples/webshop/out/orders (jsonl)"
+
+run reference validate -c "$reference"
+expect_rc reference 0
+expect_file reference err ""
+expect_line reference out "pipeline webshop-sync: valid"
+expect_line reference out "kafka: embedded; topics erp.sync-log, erp.outbound.message, erp.outbound.webservice, erp.dlq (6 partitions)"
+expect_line reference out "source: sqlite $SF_SOURCE_DIR/examples/reference/erp.db"
+expect_line reference out "    insert -> message customer-to-webshop, web service action credit-check"
+expect_line reference out "    delete -> message customer-to-webshop"
+expect_line reference out "  crm: http https://crm.example.com, oauth2 auth, timeout 5000 ms"
+expect_line reference out "  credit-check: customers insert -> crm POST /credit-checks; response -> erp update customers; error -> archive"
+# secrets are never printed
+grep -q -e shop-token -e crm-secret "$tmp/reference.out" &&
+  fail "reference: the summary shows a secret"
+
+cat >"$tmp/broken.yaml" <<'EOF'
+version: 1
+name: broken
+tables:
+  customers: { key: [id] }
+connectors:
+  shop: { type: http, base_url: "http://localhost:1", timeout_ms: 0 }
+messages:
+  customer-to-webshop:
+    trigger: { table: custmers }
+    target:
+      conector: shop
+    mapping:
+      email: "{{email | lowr}}"
+EOF
+run broken validate -c "$tmp/broken.yaml"
+expect_rc broken 2
+expect_file broken out ""
+expect_file broken err "$tmp/broken.yaml:6:67: expected a number >= 1 for connectors.shop.timeout_ms, got 0
+$tmp/broken.yaml:9:23: unknown table 'custmers' in messages.customer-to-webshop.trigger.table (did you mean 'customers'?)
+$tmp/broken.yaml:11:7: unknown key 'conector' in messages.customer-to-webshop.target (did you mean 'connector'?)
+$tmp/broken.yaml:11:7: missing required key 'connector' in messages.customer-to-webshop.target
+$tmp/broken.yaml:13:25: invalid template in messages.customer-to-webshop.mapping.email: unknown filter 'lowr' (known: lower, upper, trim, number, string, bool, json, default, date)
+"
+
+unset WEBSHOP_TOKEN
+run unset validate -c "$reference"
+expect_rc unset 2
+expect_file unset out ""
+expect_file unset err "$reference:37:34: environment variable WEBSHOP_TOKEN is not set
+"
+
+run missing validate -c "$tmp/nope.yaml"
+expect_rc missing 2
+expect_file missing err "$tmp/nope.yaml: No such file or directory
+"
+
+if [ "$failures" -ne 0 ]; then
+  echo "test_validate: $failures failure(s)" >&2
+  exit 1
+fi
+echo "test_validate: ok"
