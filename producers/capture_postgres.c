@@ -169,6 +169,12 @@ static void pg_status(pg_capture_t *c, int force)
                 sf_debug(PG_COMPONENT, "%s", err);
                 return;
         }
+        sf_debug(PG_COMPONENT,
+                 "status: write %X/%X flush %X/%X (queue %zu, acked %lld, "
+                 "pos %lld, in_tx %d)",
+                 (unsigned)(write >> 32), (unsigned)write,
+                 (unsigned)(c->flush >> 32), (unsigned)c->flush, c->q_len,
+                 (long long)c->acked, (long long)c->pos, c->dec.in_tx);
         c->sent_flush = c->flush;
         c->status_ms = now;
 }

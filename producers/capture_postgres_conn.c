@@ -26,8 +26,8 @@ static void pg_conn_err(PGconn *conn, const char *what, char *errstr,
         sf_seterr(errstr, errstr_size, "%s: %.*s", what, (int)n, msg);
 }
 
-static void pg_result_err(PGresult *res, PGconn *conn, const char *what,
-                          char *errstr, size_t errstr_size)
+void sf_pg_result_err(PGresult *res, PGconn *conn, const char *what,
+                      char *errstr, size_t errstr_size)
 {
         const char *msg = res ? PQresultErrorMessage(res) : "";
         size_t n;
@@ -80,7 +80,7 @@ int sf_pg_exec(PGconn *conn, const char *sql, int nparams,
         int rc = 0;
 
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                pg_result_err(res, conn, sql, errstr, errstr_size);
+                sf_pg_result_err(res, conn, sql, errstr, errstr_size);
                 rc = -1;
         }
         PQclear(res);
@@ -96,7 +96,7 @@ PGresult *sf_pg_query(PGconn *conn, const char *sql, int nparams,
                                 : PQexec(conn, sql);
 
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                pg_result_err(res, conn, sql, errstr, errstr_size);
+                sf_pg_result_err(res, conn, sql, errstr, errstr_size);
                 PQclear(res);
                 return NULL;
         }
@@ -408,16 +408,21 @@ out:
 int sf_pg_slot_info(PGconn *conn, const char *slot, sf_pg_slot_info_t *info,
                     char *errstr, size_t errstr_size)
 {
-        const char *params[1] = {slot};
+        char *lit = PQescapeLiteral(conn, slot, strlen(slot));
+        char *sql;
         PGresult *res;
         int rc = -1;
 
+        /* a replication connection takes the simple query protocol only,
+         * hence the literal instead of a parameter */
         memset(info, 0, sizeof(*info));
-        res = sf_pg_query(conn,
-                          "SELECT slot_type, plugin, database = "
+        sql = sf_asprintf("SELECT slot_type, plugin, database = "
                           "current_database(), active, confirmed_flush_lsn "
-                          "FROM pg_replication_slots WHERE slot_name = $1",
-                          1, params, errstr, errstr_size);
+                          "FROM pg_replication_slots WHERE slot_name = %s",
+                          lit ? lit : "NULL");
+        PQfreemem(lit);
+        res = sf_pg_query(conn, sql, 0, NULL, errstr, errstr_size);
+        free(sql);
         if (!res)
                 return -1;
         if (PQntuples(res) == 0) {
@@ -489,119 +494,6 @@ int sf_pg_slot_drop(PGconn *conn, const char *slot, char *errstr,
                           1, params, errstr, errstr_size);
 }
 
-/* --- Replication origins ------------------------------------------------- */
-
-int sf_pg_origin_exists(PGconn *conn, const char *name, char *errstr,
-                        size_t errstr_size)
-{
-        const char *params[1] = {name};
-        PGresult *res = sf_pg_query(
-            conn, "SELECT 1 FROM pg_replication_origin WHERE roname = $1", 1,
-            params, errstr, errstr_size);
-        int n;
-
-        if (!res)
-                return -1;
-        n = PQntuples(res) > 0;
-        PQclear(res);
-        return n;
-}
-
-int sf_pg_origin_create(PGconn *conn, const char *name, uint64_t lsn,
-                        char *errstr, size_t errstr_size)
-{
-        char lsn_text[24];
-        const char *params[2] = {name, lsn_text};
-
-        sf_pg_lsn_format(lsn, lsn_text, sizeof(lsn_text));
-        return sf_pg_exec(conn,
-                          "SELECT pg_replication_origin_create($1), "
-                          "pg_replication_origin_advance($1, $2::pg_lsn)",
-                          2, params, errstr, errstr_size);
-}
-
-int sf_pg_origin_drop(PGconn *conn, const char *name, char *errstr,
-                      size_t errstr_size)
-{
-        const char *params[1] = {name};
-
-        return sf_pg_exec(conn,
-                          "SELECT pg_replication_origin_drop(roname) FROM "
-                          "pg_replication_origin WHERE roname = $1",
-                          1, params, errstr, errstr_size);
-}
-
-/* Binds origin NAME to the session, creating it when missing. 1 when
- * another session holds it, 0 when bound, -1 on another error. */
-static int pg_origin_try(PGconn *conn, const char *name, char *errstr,
-                         size_t errstr_size)
-{
-        const char *params[1] = {name};
-        PGresult *res;
-        const char *state;
-        int rc;
-
-        /* two writers may create the same origin at once: the loser's
-         * unique violation is harmless, the origin exists either way */
-        res = PQexecParams(conn,
-                           "SELECT pg_replication_origin_create($1) WHERE "
-                           "NOT EXISTS (SELECT 1 FROM pg_replication_origin "
-                           "WHERE roname = $1)",
-                           1, NULL, params, NULL, NULL, 0);
-        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK &&
-            !(state && !strcmp(state, "23505"))) {
-                pg_result_err(res, conn, "creating replication origin", errstr,
-                              errstr_size);
-                PQclear(res);
-                return -1;
-        }
-        PQclear(res);
-        res =
-            PQexecParams(conn, "SELECT pg_replication_origin_session_setup($1)",
-                         1, NULL, params, NULL, NULL, 0);
-        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (PQresultStatus(res) == PGRES_TUPLES_OK)
-                rc = 0;
-        else if (state && !strcmp(state, "55006")) /* object in use */
-                rc = 1;
-        else {
-                pg_result_err(res, conn, "setting up replication origin",
-                              errstr, errstr_size);
-                rc = -1;
-        }
-        PQclear(res);
-        return rc;
-}
-
-int sf_pg_origin_setup(PGconn *conn, char *name, size_t name_size, char *errstr,
-                       size_t errstr_size)
-{
-        char buf[64];
-
-        for (int i = 1; i <= SF_PG_ORIGIN_MAX; i++) {
-                int rc;
-
-                if (i == 1)
-                        snprintf(buf, sizeof(buf), "%s", SF_PG_ORIGIN);
-                else
-                        snprintf(buf, sizeof(buf), "%s.%d", SF_PG_ORIGIN, i);
-                rc = pg_origin_try(conn, buf, errstr, errstr_size);
-                if (rc < 0)
-                        return -1;
-                if (rc == 0) {
-                        if (name && name_size)
-                                snprintf(name, name_size, "%s", buf);
-                        return 0;
-                }
-        }
-        sf_seterr(errstr, errstr_size,
-                  "all %d replication origins \"%s\"... are in use by other "
-                  "sessions",
-                  SF_PG_ORIGIN_MAX, SF_PG_ORIGIN);
-        return -1;
-}
-
 /* --- Replication stream --------------------------------------------------- */
 
 int sf_pg_identify(PGconn *repl, char **sysid, char *errstr, size_t errstr_size)
@@ -638,8 +530,8 @@ int sf_pg_stream_start(PGconn *repl, const char *slot, const char *pub,
                           qslot, lsn, lit ? lit : "''");
         res = PQexec(repl, sql);
         if (PQresultStatus(res) != PGRES_COPY_BOTH) {
-                pg_result_err(res, repl, "START_REPLICATION", errstr,
-                              errstr_size);
+                sf_pg_result_err(res, repl, "START_REPLICATION", errstr,
+                                 errstr_size);
                 rc = -1;
         }
         PQclear(res);

@@ -3,8 +3,9 @@
  *
  *   capture_postgres.c           the source: lifecycle, acknowledgement,
  *                                reconnects, heartbeat
- *   capture_postgres_conn.c      connections, slot, publication, replication
- *                                origins, the replication stream
+ *   capture_postgres_conn.c      connections, slot, publication, the
+ *                                replication stream
+ *   capture_postgres_origin.c    replication origins (write-back, snapshot)
  *   capture_postgres_decode.c    pgoutput messages into sf_change_t
  *   capture_postgres_types.c     column values into JSON, LSN text
  *   capture_postgres_snapshot.c  the initial snapshot (op "r")
@@ -58,10 +59,10 @@
 
 /* The JSON value of a column of type TYPE whose text output (in the session
  * settings of sf_pg_session_sql) is TEXT[0..LEN-1]: integers and booleans as
- * numbers and booleans (an integer beyond 2^53 as raw digits, so no digit is
- * lost), float NaN/Infinity and numeric as strings, json/jsonb parsed,
- * bytea as base64, timestamps and times in ISO 8601 (UTC as "Z"),
- * everything else as its text. Never NULL. */
+ * numbers and booleans (integers as cJSON raw digits: exact at any
+ * magnitude, printed as they came), float NaN/Infinity and numeric as strings,
+ * json/jsonb parsed, bytea as base64, timestamps and times in ISO 8601 (UTC as
+ * "Z"), everything else as its text. Never NULL. */
 cJSON *sf_pg_value_json(uint32_t type, const char *text, size_t len);
 
 /* The SQL that puts a session in the settings sf_pg_value_json expects. */
@@ -200,6 +201,9 @@ int sf_pg_exec(PGconn *conn, const char *sql, int nparams,
 PGresult *sf_pg_query(PGconn *conn, const char *sql, int nparams,
                       const char *const *params, char *errstr,
                       size_t errstr_size);
+/* "WHAT: the server's sentence" for a failed RES (or CONN's error). */
+void sf_pg_result_err(PGresult *res, PGconn *conn, const char *what,
+                      char *errstr, size_t errstr_size);
 /* "ident" quoted for SQL, malloc'd. */
 char *sf_pg_quote_ident(PGconn *conn, const char *ident);
 

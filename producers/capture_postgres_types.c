@@ -21,9 +21,6 @@ const char sf_pg_session_sql[] = "SET DateStyle = 'ISO, YMD'; "
                                  "SET bytea_output = 'hex'; "
                                  "SET extra_float_digits = 1";
 
-/* Largest integer a double holds exactly. */
-#define PG_MAX_SAFE_INT 9007199254740992LL
-
 static cJSON *pg_string(const char *text, size_t len)
 {
         char *s = sf_strndup(text, len);
@@ -33,33 +30,29 @@ static cJSON *pg_string(const char *text, size_t len)
         return v;
 }
 
-/* An integer as a number, or as raw digits when a double cannot hold it
- * exactly (the canonical printer writes raw values unchanged). */
+/* An integer as raw JSON digits: exact at any magnitude (a double is not
+ * beyond 2^53), and written out by the canonical printer as it came, which
+ * is the canonical form of an integer. Anything that is not plain digits
+ * stays text. */
 static cJSON *pg_integer(const char *text, size_t len)
 {
         char buf[32];
-        char *end;
-        long long n;
         size_t i = 0;
 
         if (len == 0 || len >= sizeof(buf))
                 return pg_string(text, len);
-        memcpy(buf, text, len);
-        buf[len] = '\0';
-        if (buf[0] == '-')
+        if (text[0] == '-')
                 i = 1;
-        if (i == len)
+        if (i == len || (text[i] == '0' && len > i + 1))
                 return pg_string(text, len);
         for (; i < len; i++)
-                if (buf[i] < '0' || buf[i] > '9')
+                if (text[i] < '0' || text[i] > '9')
                         return pg_string(text, len);
-        errno = 0;
-        n = strtoll(buf, &end, 10);
-        if (errno || *end)
-                return cJSON_CreateRaw(buf);
-        if (n > PG_MAX_SAFE_INT || n < -PG_MAX_SAFE_INT)
-                return cJSON_CreateRaw(buf);
-        return cJSON_CreateNumber((double)n);
+        if (len == 2 && text[0] == '-' && text[1] == '0')
+                return cJSON_CreateRaw("0");
+        memcpy(buf, text, len);
+        buf[len] = '\0';
+        return cJSON_CreateRaw(buf);
 }
 
 /* float4/float8: NaN and the infinities have no JSON number. */
