@@ -328,7 +328,10 @@ static int pg_install(void *state, char *errstr, size_t errstr_size)
         PGconn *sql = sf_pg_connect(c->dsn, 0, errstr, errstr_size);
         int rc = sql ? 0 : -1, changed = 0;
 
+        /* the snapshot reads the table list about to be replaced */
         pg_stream_close(c);
+        sf_pg_snapshot_destroy(c->snap);
+        c->snap = NULL;
         if (!rc && !c->db) {
                 c->db = sf_strdup(PQdb(sql));
                 c->dec.db = c->db;
@@ -707,8 +710,10 @@ static void pg_close(void *state)
         pg_stream_close(c);
         if (c->installed)
                 sf_info(PG_COMPONENT,
-                        "closing: %llu changes handed out, %llu skipped as "
-                        "syncfleet's own writes, slot flushed to %X/%X",
+                        "closing: %llu changes handed out (%llu from the "
+                        "stream), %llu skipped as syncfleet's own writes, "
+                        "slot flushed to %X/%X",
+                        (unsigned long long)c->pos,
                         (unsigned long long)c->dec.changes,
                         (unsigned long long)c->dec.origin_skipped,
                         (unsigned)(c->flush >> 32), (unsigned)c->flush);

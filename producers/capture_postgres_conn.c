@@ -215,6 +215,21 @@ static int pg_table_resolve(PGconn *conn, const sf_config_t *cfg,
         ident = PQgetvalue(res, 0, 2);
         cols = PQgetvalue(res, 0, 4);
         idcols = PQgetvalue(res, 0, 5);
+        /* published for updates and deletes, such a table would make
+         * PostgreSQL refuse the application's own updates and deletes */
+        if (*ident != 'f' && !strcmp(idcols, "{}")) {
+                sf_seterr(errstr, errstr_size,
+                          "table \"%s\" has no replica identity (%s): once "
+                          "published, PostgreSQL would refuse the "
+                          "application's updates and deletes of it; add a "
+                          "primary key or ALTER TABLE %s REPLICA IDENTITY "
+                          "FULL",
+                          t->name,
+                          *ident == 'n' ? "REPLICA IDENTITY NOTHING"
+                                        : "no primary key",
+                          t->name);
+                goto out;
+        }
         for (size_t k = 0; k < t->key_cnt; k++) {
                 if (!pg_array_has(cols, t->key[k])) {
                         sf_seterr(errstr, errstr_size,
@@ -231,8 +246,7 @@ static int pg_table_resolve(PGconn *conn, const sf_config_t *cfg,
                                   "deleted row could not be named; use the "
                                   "primary key as the pipeline's key, or "
                                   "ALTER TABLE %s REPLICA IDENTITY FULL",
-                                  t->name, t->key[k],
-                                  *ident == 'n' ? "nothing" : idcols, t->name);
+                                  t->name, t->key[k], idcols, t->name);
                         goto out;
                 }
         }

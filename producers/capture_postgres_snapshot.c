@@ -40,8 +40,9 @@ struct sf_pg_snapshot {
         PGresult *batch;
         int row;
         int *coltypes;       /* of the current batch */
-        uint64_t rows;       /* handed out, every table */
-        uint64_t table_rows; /* handed out, this table */
+        uint64_t rows;       /* handed out, every table, every pass */
+        uint64_t table_rows; /* handed out, this table, this pass */
+        uint64_t *read;      /* per todo entry: rows of its last full pass */
         double estimate;     /* pg_class.reltuples of this table, or -1 */
         int64_t started_ms;
         int64_t progress_ms;
@@ -87,6 +88,7 @@ void sf_pg_snapshot_destroy(sf_pg_snapshot_t *s)
         PQclear(s->batch);
         PQfinish(s->conn); /* rolls the snapshot's transaction back */
         free(s->todo);
+        free(s->read);
         free(s->coltypes);
         free(s->dsn);
         free(s);
@@ -106,6 +108,7 @@ sf_pg_snapshot_t *sf_pg_snapshot_new(const char *dsn, const char *name,
         sf_pg_lsn_format(consistent, s->lsn_text, sizeof(s->lsn_text));
         s->tables = tables;
         s->todo = sf_calloc(cnt ? cnt : 1, sizeof(*s->todo));
+        s->read = sf_calloc(cnt ? cnt : 1, sizeof(*s->read));
         for (size_t i = 0; i < cnt; i++)
                 if (tables[i].events & SF_EV_INSERT)
                         s->todo[s->todo_cnt++] = i;
@@ -170,8 +173,13 @@ static int snap_open_table(sf_pg_snapshot_t *s, char *errstr,
                 s->cursor_open = 1;
                 s->table_rows = 0;
                 s->progress_ms = 0;
-                sf_info(PG_COMPONENT, "snapshot of %s: about %.0f rows",
-                        t->name, s->estimate > 0 ? s->estimate : 0);
+                if (s->estimate > 0)
+                        sf_info(PG_COMPONENT,
+                                "snapshot of %s: reading about %.0f rows",
+                                t->name, s->estimate);
+                else
+                        sf_info(PG_COMPONENT, "snapshot of %s: reading",
+                                t->name);
         }
         free(sql);
         free(qs);
@@ -267,6 +275,7 @@ int sf_pg_snapshot_read(sf_pg_snapshot_t *s, sf_change_t *out, int *table_idx,
                                 sf_info(PG_COMPONENT,
                                         "snapshot of %s: %llu rows", t->name,
                                         (unsigned long long)s->table_rows);
+                                s->read[s->cur] = s->table_rows;
                                 if (snap_close_table(s, errstr, errstr_size))
                                         return -1;
                                 s->cur++;
@@ -324,10 +333,15 @@ int sf_pg_snapshot_finish(sf_pg_snapshot_t *s, const char *slot, char *errstr,
                                          errstr_size);
         else if (rc == 1)
                 rc = 0;
-        if (!rc)
+        if (!rc) {
+                uint64_t rows = 0;
+
+                for (size_t i = 0; i < s->todo_cnt; i++)
+                        rows += s->read[i];
                 sf_info(PG_COMPONENT,
                         "snapshot at %s complete: %llu rows delivered",
-                        s->lsn_text, (unsigned long long)s->rows);
+                        s->lsn_text, (unsigned long long)rows);
+        }
         free(mark);
         return rc;
 }

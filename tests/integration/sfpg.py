@@ -250,15 +250,20 @@ class Postgres:
 # --- syncfleet against this server -------------------------------------------
 
 def pipeline_yaml(dsn, tables, slot="syncfleet", publication="syncfleet",
-                  snapshot="never", prefix="itest", partitions=3, extra_tables=None):
+                  snapshot="never", prefix="itest", partitions=3, extra_tables=None,
+                  kafka_config=None):
     """A pipeline capturing from dsn. tables: {name: events} where events
     is a list like ["insert", "update", "delete"]; each gets a message with
     a file target so that exactly those events are captured. extra_tables:
     {name: key list} declared but not subscribed (not captured). Every
-    table's key is [id] unless given as (events, key)."""
+    table's key is [id] unless given as (events, key). kafka_config: the
+    kafka.config entries."""
+    conf = ""
+    if kafka_config:
+        conf = ", config: { %s }" % ", ".join("%s: \"%s\"" % kv for kv in kafka_config.items())
     lines = ["version: 1", "name: pgtest",
-             "kafka: { brokers: embedded, topic_prefix: %s, partitions: %d }" % (
-                 prefix, partitions),
+             "kafka: { brokers: embedded, topic_prefix: %s, partitions: %d%s }" % (
+                 prefix, partitions, conf),
              "source:", "  type: postgres", "  dsn: \"%s\"" % dsn,
              "  slot: %s" % slot, "  publication: %s" % publication,
              "  snapshot: %s" % snapshot, "tables:"]

@@ -98,8 +98,8 @@ class CaptureTest(sfpg.PgTestCase):
         in statement order, event ids from (commit LSN, seq)."""
         self.sql("CREATE TABLE orders(id int PRIMARY KEY, status text);"
                  "CREATE TABLE lines(id int PRIMARY KEY, order_id int, qty int)")
-        self.producer(self.write_pipeline({"orders": ["insert", "update", "delete"],
-                                           "lines": ["insert", "update", "delete"]}))
+        proc = self.producer(self.write_pipeline({"orders": ["insert", "update", "delete"],
+                                                  "lines": ["insert", "update", "delete"]}))
         log = self.sync_log()
         before = self.pg.wal_lsn()
         txid = int(self.pg.script("""
@@ -131,11 +131,12 @@ class CaptureTest(sfpg.PgTestCase):
                           for i in range(1, 7)])
         self.assertEqual(recs[3]["value"]["after"], {"id": 1, "status": "paid"})
         self.assertEqual(recs[4]["value"]["before"], {"id": 11})
+        proc.stop()
 
     def test_large_transaction(self):
         """100,000 rows in one transaction: every row once, seq 1..100000."""
         self.sql("CREATE TABLE bulk(id int PRIMARY KEY, qty int)")
-        self.producer(self.write_pipeline({"bulk": ["insert"]}))
+        proc = self.producer(self.write_pipeline({"bulk": ["insert"]}))
         log = self.sync_log()
         n = 100000
         self.sql("INSERT INTO bulk SELECT g, g % 7 FROM generate_series(1, " + str(n) + ") g")
@@ -148,6 +149,7 @@ class CaptureTest(sfpg.PgTestCase):
         self.assertEqual(sorted(r["value"]["source"]["seq"] for r in recs), list(range(1, n + 1)))
         self.assertEqual(len({r["value"]["source"]["lsn"] for r in recs}), 1)
         self.wait_flushed()
+        proc.stop()
         print("large transaction: %d rows on the sync-log %.1fs after the commit" % (
             n, elapsed), file=sys.stderr)
 
@@ -159,7 +161,7 @@ class CaptureTest(sfpg.PgTestCase):
         for t in tables:
             self.sql("CREATE TABLE %s(id int PRIMARY KEY, v int NOT NULL);"
                      "INSERT INTO %s SELECT g, 0 FROM generate_series(1, %d) g" % (t, t, keys))
-        self.producer(self.write_pipeline({t: ["update"] for t in tables}))
+        proc = self.producer(self.write_pipeline({t: ["update"] for t in tables}))
         log = self.sync_log()
         import random
         scripts = []
@@ -198,6 +200,67 @@ class CaptureTest(sfpg.PgTestCase):
                 seen.setdefault(k, []).append(v)
         for k, v in final.items():
             self.assertEqual(seen.get(k, []), list(range(1, v + 1)), k)
+        proc.stop()
+
+    def run_producer(self, pipeline, *args):
+        return subprocess.run([sftest.env_path("SYNCFLEET"), "producer", "-c", pipeline,
+                               "--brokers", self.brk.bootstrap] + list(args),
+                              capture_output=True, text=True, timeout=60, cwd=self.tmp.path)
+
+    def test_install_errors(self):
+        """Tables the capture cannot serve are refused before anything is
+        installed, with the reason."""
+        self.sql("CREATE TABLE nokey(id int, v int);"
+                 "CREATE TABLE coded(id int PRIMARY KEY, code text UNIQUE)")
+        cases = [
+            ({"missing": ["insert"]},
+             'table "missing" named in the pipeline does not exist in database %s' % self.db),
+            ({"nokey": ["insert"]},
+             'table "nokey" has no replica identity (no primary key): once published, '
+             "PostgreSQL would refuse the application's updates and deletes of it; add a "
+             "primary key or ALTER TABLE nokey REPLICA IDENTITY FULL"),
+            ({"coded": (["delete"], ["code"])},
+             'table "coded": key column "code" is not part of its replica identity ({id}), '
+             "so a deleted row could not be named; use the primary key as the pipeline's "
+             "key, or ALTER TABLE coded REPLICA IDENTITY FULL"),
+            ({"coded": (["insert"], ["nope"])},
+             'table "coded" in database %s has no column "nope" (a key column in the '
+             "pipeline)" % self.db),
+        ]
+        for i, (tables, err) in enumerate(cases):
+            res = self.run_producer(self.write_pipeline(tables, name="p%d.yaml" % i))
+            self.assertEqual(res.returncode, 1, res.stderr)
+            self.assertIn("syncfleet producer: " + err + "\n", res.stderr)
+        self.assertIsNone(self.pg.slot())
+        self.assertEqual(self.query("SELECT count(*) FROM pg_publication"), [["0"]])
+
+    def test_publication_follows_pipeline_and_uninstall(self):
+        """The publication holds exactly the captured tables, follows the
+        pipeline when it changes, and --uninstall removes it with the slot."""
+        self.sql("CREATE TABLE a(id int PRIMARY KEY); CREATE TABLE b(id int PRIMARY KEY);"
+                 "CREATE TABLE c(id int PRIMARY KEY)")
+        pub = lambda: sorted(r[0] for r in self.query(
+            "SELECT tablename FROM pg_publication_tables WHERE pubname = 'syncfleet'"))
+        first = self.write_pipeline({"a": ["insert"], "b": ["update"]},
+                                    extra_tables={"c": ["id"]}, name="p1.yaml")
+        self.producer(first).stop()
+        self.assertEqual(pub(), ["a", "b"])
+        self.assertTrue(self.pg.slot())
+        second = self.write_pipeline({"b": ["delete"], "c": ["insert"]},
+                                     extra_tables={"a": ["id"]}, name="p2.yaml")
+        proc = self.producer(second)
+        self.assertEqual(pub(), ["b", "c"])
+        log = self.sync_log()
+        self.sql("INSERT INTO a VALUES (1); INSERT INTO c VALUES (2)")
+        log.wait_count(1)
+        self.wait_flushed()
+        self.assertEqual([(r["value"]["source"]["table"], r["key"]["key"]["id"])
+                          for r in log.records()], [("c", 2)])
+        proc.stop()
+        res = self.run_producer(second, "--uninstall")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIsNone(self.pg.slot())
+        self.assertEqual(self.query("SELECT count(*) FROM pg_publication"), [["0"]])
 
     def test_idle_table_slot_advances(self):
         """The captured table is idle while a table that is not captured is
@@ -207,8 +270,9 @@ class CaptureTest(sfpg.PgTestCase):
                  "CREATE TABLE busy(id int PRIMARY KEY, v int);"
                  "CREATE TABLE inserts_only(id int PRIMARY KEY, v int);"
                  "INSERT INTO inserts_only SELECT g, 0 FROM generate_series(1, 50) g")
-        self.producer(self.write_pipeline({"quiet": ["insert"], "inserts_only": ["insert"]},
-                                          extra_tables={"busy": ["id"]}))
+        proc = self.producer(self.write_pipeline({"quiet": ["insert"],
+                                                  "inserts_only": ["insert"]},
+                                                 extra_tables={"busy": ["id"]}))
         log = self.sync_log()
         start = self.pg.slot()["confirmed_flush_lsn"]
         marks = []
@@ -222,6 +286,7 @@ class CaptureTest(sfpg.PgTestCase):
         self.assertEqual(log.records(), [])
         time.sleep(0.5)
         self.assertEqual(log.records(), [])
+        proc.stop()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from pg_replication_slots during the run, never past an undelivered
 change), and the server restarted under the running producer (it
 reconnects and resumes)."""
 
+import signal
 import sys
 import threading
 import time
@@ -172,6 +173,61 @@ class RecoveryTest(sfpg.PgTestCase):
         self.assertEqual({r["key"]["key"]["id"] for r in recs}, expected)
         self.assertTrue(proc.running())
         self.assertIn("reading changes", proc.stderr())
+        proc.stop()
+
+    def test_delivery_failures_rewind_the_stream(self):
+        """Records that time out while the broker is frozen fail; the
+        producer rewinds the source to the last acknowledged change and
+        sends everything after it again: nothing is lost."""
+        self.sql("CREATE TABLE t(id int PRIMARY KEY, v int)")
+        proc = self.producer(self.write_pipeline(
+            {"t": ["insert", "update"]}, kafka_config={"message.timeout.ms": "1500"}))
+        log = self.sync_log()
+        self.sql("INSERT INTO t SELECT g, 0 FROM generate_series(1, 100) g")
+        log.wait_count(100)
+        self.brk.proc.signal(signal.SIGSTOP)
+        try:
+            for i in range(5):
+                self.sql("INSERT INTO t SELECT g, 0 FROM generate_series(%d, %d) g" % (
+                    101 + i * 20, 120 + i * 20))
+                self.sql("UPDATE t SET v = v + 1 WHERE id <= 10")
+            self.wait_log(proc, r"resending the changes after position", timeout=30)
+        finally:
+            self.brk.proc.signal(signal.SIGCONT)
+        self.wait_flushed(timeout=60)
+        recs = log.records()
+        self.assertEqual({r["key"]["key"]["id"] for r in recs if r["value"]["op"] == "c"},
+                         set(range(1, 201)))
+        last = {}
+        for r in sorted(recs, key=lambda r: (r["partition"], r["offset"])):
+            if r["value"]["op"] == "u":
+                last[r["key"]["key"]["id"]] = r["value"]["after"]["v"]
+        self.assertEqual(last, {i: 5 for i in range(1, 11)})
+        proc.stop()
+
+    def test_delivery_failures_during_the_snapshot(self):
+        """The same during the initial snapshot: the snapshot is read again
+        from the first table not delivered, from the same exported snapshot,
+        and completes."""
+        self.sql("CREATE TABLE t(id int PRIMARY KEY, v int);"
+                 "INSERT INTO t SELECT g, 0 FROM generate_series(1, 3000) g")
+        self.brk.proc.signal(signal.SIGSTOP)
+        try:
+            proc = self.producer(self.write_pipeline(
+                {"t": ["insert", "update"]}, snapshot="initial",
+                kafka_config={"message.timeout.ms": "1500"}), wait_streaming=False)
+            self.wait_log(proc, r"resending the changes after position", timeout=60)
+            self.sql("UPDATE t SET v = 1 WHERE id = 7")
+        finally:
+            self.brk.proc.signal(signal.SIGCONT)
+        log = self.sync_log()
+        self.wait_log(proc, r"snapshot at \S+ complete", timeout=60)
+        self.wait_flushed(timeout=60)
+        recs = log.wait(lambda rs: len({r["event_id"] for r in rs}) >= 3001, 30)
+        self.assertEqual({r["key"]["key"]["id"] for r in recs if r["value"]["op"] == "r"},
+                         set(range(1, 3001)))
+        upd = [r for r in recs if r["value"]["op"] == "u"]
+        self.assertEqual([r["value"]["after"] for r in upd][-1:], [{"id": 7, "v": 1}])
         proc.stop()
 
 

@@ -160,7 +160,7 @@ class SnapshotTest(sfpg.PgTestCase):
         self.brk.proc.signal(signal.SIGSTOP)
         try:
             first = self.producer(pipeline, name="producer-1", wait_streaming=False)
-            self.wait_log(first, r"snapshot of stock: about", timeout=60)
+            self.wait_log(first, r"snapshot of stock: reading", timeout=60)
             time.sleep(0.5)
             first.kill()
         finally:
