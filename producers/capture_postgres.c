@@ -81,6 +81,7 @@ typedef struct pg_capture {
         size_t table_cnt;
         int installed;
         int wait_ms;
+        PGconn *sql; /* from open until install or uninstall is done */
 
         PGconn *repl; /* streaming when not NULL */
         sf_pg_decoder_t dec;
@@ -322,10 +323,23 @@ static int pg_identify(pg_capture_t *c, char *errstr, size_t errstr_size)
         return rc;
 }
 
+/* The connection open() made, or a new one when it is gone; the caller
+ * owns it. */
+static PGconn *pg_sql(pg_capture_t *c, char *errstr, size_t errstr_size)
+{
+        PGconn *sql = c->sql;
+
+        c->sql = NULL;
+        if (sql && PQstatus(sql) == CONNECTION_OK)
+                return sql;
+        PQfinish(sql);
+        return sf_pg_connect(c->dsn, 0, errstr, errstr_size);
+}
+
 static int pg_install(void *state, char *errstr, size_t errstr_size)
 {
         pg_capture_t *c = state;
-        PGconn *sql = sf_pg_connect(c->dsn, 0, errstr, errstr_size);
+        PGconn *sql = pg_sql(c, errstr, errstr_size);
         int rc = sql ? 0 : -1, changed = 0;
 
         /* the snapshot reads the table list about to be replaced */
@@ -368,7 +382,7 @@ static int pg_install(void *state, char *errstr, size_t errstr_size)
 static int pg_uninstall(void *state, char *errstr, size_t errstr_size)
 {
         pg_capture_t *c = state;
-        PGconn *sql = sf_pg_connect(c->dsn, 0, errstr, errstr_size);
+        PGconn *sql = pg_sql(c, errstr, errstr_size);
         char *qpub, *drop, *mark;
         sf_pg_slot_info_t info;
         int rc;
@@ -718,6 +732,7 @@ static void pg_close(void *state)
                         (unsigned long long)c->dec.origin_skipped,
                         (unsigned)(c->flush >> 32), (unsigned)c->flush);
         sf_pg_snapshot_destroy(c->snap);
+        PQfinish(c->sql);
         sf_pg_decoder_free(&c->dec);
         sf_pg_tables_free(c->tables, c->table_cnt);
         free(c->q);
@@ -744,6 +759,13 @@ static void *pg_open(const sf_config_t *cfg, char *errstr, size_t errstr_size)
                          ? cfg->source.poll_interval_ms
                          : 100;
         sf_pg_decoder_init(&c->dec);
+        /* a wrong DSN or an unreachable server fails here, as capture.h
+         * asks of open */
+        c->sql = sf_pg_connect(c->dsn, 0, errstr, errstr_size);
+        if (!c->sql) {
+                pg_close(c);
+                return NULL;
+        }
         return c;
 }
 

@@ -287,7 +287,6 @@ int sf_pg_snapshot_restart(sf_pg_snapshot_t *s, int from, char *errstr,
  * snapshot of SLOT is complete. */
 int sf_pg_snapshot_finish(sf_pg_snapshot_t *s, const char *slot, char *errstr,
                           size_t errstr_size);
-uint64_t sf_pg_snapshot_rows(const sf_pg_snapshot_t *s);
 void sf_pg_snapshot_destroy(sf_pg_snapshot_t *s); /* NULL is a no-op */
 
 #endif

@@ -345,8 +345,3 @@ int sf_pg_snapshot_finish(sf_pg_snapshot_t *s, const char *slot, char *errstr,
         free(mark);
         return rc;
 }
-
-uint64_t sf_pg_snapshot_rows(const sf_pg_snapshot_t *s)
-{
-        return s->rows;
-}

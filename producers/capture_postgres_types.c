@@ -21,13 +21,21 @@ const char sf_pg_session_sql[] = "SET DateStyle = 'ISO, YMD'; "
                                  "SET bytea_output = 'hex'; "
                                  "SET extra_float_digits = 1";
 
+/* A string or raw node owning a copy of TEXT: one copy instead of the two
+ * that cJSON_CreateString(sf_strndup(...)) makes, for every column of every
+ * change. cJSON_Delete frees valuestring of such nodes. */
+static cJSON *pg_node(int type, const char *text, size_t len)
+{
+        cJSON *v = cJSON_CreateNull();
+
+        v->type = type;
+        v->valuestring = sf_strndup(text, len);
+        return v;
+}
+
 static cJSON *pg_string(const char *text, size_t len)
 {
-        char *s = sf_strndup(text, len);
-        cJSON *v = cJSON_CreateString(s);
-
-        free(s);
-        return v;
+        return pg_node(cJSON_String, text, len);
 }
 
 /* An integer as raw JSON digits: exact at any magnitude (a double is not
@@ -36,10 +44,9 @@ static cJSON *pg_string(const char *text, size_t len)
  * stays text. */
 static cJSON *pg_integer(const char *text, size_t len)
 {
-        char buf[32];
         size_t i = 0;
 
-        if (len == 0 || len >= sizeof(buf))
+        if (len == 0 || len >= 32)
                 return pg_string(text, len);
         if (text[0] == '-')
                 i = 1;
@@ -50,9 +57,7 @@ static cJSON *pg_integer(const char *text, size_t len)
                         return pg_string(text, len);
         if (len == 2 && text[0] == '-' && text[1] == '0')
                 return cJSON_CreateRaw("0");
-        memcpy(buf, text, len);
-        buf[len] = '\0';
-        return cJSON_CreateRaw(buf);
+        return pg_node(cJSON_Raw, text, len);
 }
 
 /* float4/float8: NaN and the infinities have no JSON number. */

@@ -20,6 +20,12 @@ runs the test.
 
 The binaries come from /usr/lib/postgresql/15/bin (Debian's postgresql-15),
 or from $SF_PG_BIN. Also here: lsn() turns "X/Y" into an integer.
+
+For syncfleet's tests: PgTestCase (one server per test class, a database,
+a broker and `syncfleet producer` per test), pipeline_yaml(), SyncLog (a
+kcat reading the sync-log in the background, so nothing is lost to the
+embedded broker's retention), end_offsets(), and build_origin_writer(),
+which compiles a small program that writes through sf_pg_origin_setup.
 """
 
 import json

@@ -118,22 +118,23 @@ class RecoveryTest(sfpg.PgTestCase):
         # the slot never confirmed a transaction before all of it was
         # delivered: every transaction committed below a sampled confirmed
         # LSN has all its changes below the end offsets sampled after it
-        per_tx = {}
-        for r in recs:
-            per_tx.setdefault(sfpg.lsn(r["value"]["source"]["lsn"]), set()).add(r["event_id"])
+        # a transaction is delivered at a sample when the first copy of each
+        # of its changes is below that sample's end offset of its partition
+        need = {}  # commit lsn -> {partition: highest first-copy offset}
+        for eid, (p, off, tx_lsn) in first_seen.items():
+            parts = need.setdefault(tx_lsn, {})
+            parts[p] = max(parts.get(p, -1), off)
         self.assertGreater(len(samples), 10)
         big_lsn = sfpg.lsn(next(r for r in recs if big(r))["value"]["source"]["lsn"])
         confirmed_big = False
         for flush, ends in samples + [(flush_at_kill, ends_at_kill)]:
-            delivered_then = {r["event_id"] for r in recs
-                              if r["offset"] < ends.get(r["partition"], 0)}
-            for tx_lsn, events in per_tx.items():
+            for tx_lsn, parts in need.items():
                 if tx_lsn < flush:
-                    missing = events - delivered_then
-                    self.assertFalse(missing, "confirmed_flush_lsn %s passed transaction %s "
-                                     "with %d changes undelivered" % (
-                                         sfpg.lsn_text(flush), sfpg.lsn_text(tx_lsn),
-                                         len(missing)))
+                    late = {p: off for p, off in parts.items() if off >= ends.get(p, 0)}
+                    self.assertFalse(late, "confirmed_flush_lsn %s passed transaction %s, "
+                                     "which was not delivered yet (partition: last offset "
+                                     "%s, end offsets %s)" % (sfpg.lsn_text(flush),
+                                                              sfpg.lsn_text(tx_lsn), late, ends))
             confirmed_big = confirmed_big or flush > big_lsn
         self.assertLess(flush_at_kill, big_lsn)
         self.assertTrue(confirmed_big, "no sample after the large transaction was confirmed")
