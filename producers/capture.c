@@ -9,6 +9,7 @@
 
 static const sf_capture_source_t *const sf_capture_sources[] = {
     &sf_capture_sqlite,
+    &sf_capture_postgres,
 };
 
 #define SF_CAPTURE_SOURCE_CNT                                                  \

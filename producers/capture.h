@@ -4,7 +4,11 @@
  * capture.c.
  *
  * A source hands out row changes in increasing position order. The
- * position of a change is its seq (sf_change_t.seq). Nothing is forgotten
+ * position of a change is its seq (sf_change_t.seq), unless the source
+ * sets positions_in_seq to 0: then positions are the order in which poll
+ * handed the changes out, counted over the handle's whole life from 1
+ * (changes handed out again after a rewind get new, higher positions), and
+ * seq is only what the change's envelope says. Nothing is forgotten
  * by the source until it is acknowledged: ack(P) says every change with
  * seq <= P was durably delivered, and only then may the source drop it.
  * rewind() goes back to the last acknowledged position, so the changes
@@ -27,6 +31,12 @@
 typedef struct sf_capture_source {
         const char *name;      /* "sqlite" */
         sf_source_type_t type; /* the source.type it implements */
+        /* poll itself waits up to source.poll_interval_ms for changes when
+         * none are there, so the caller polls again at once after an empty
+         * poll instead of sleeping. */
+        int poll_waits;
+        /* 1: a change's position is its seq; 0: see the top of the file */
+        int positions_in_seq;
         /* Connects to the source of CFG (borrowed; must outlive the
          * state). Installs nothing. NULL with errstr on failure. */
         void *(*open)(const sf_config_t *cfg, char *errstr, size_t errstr_size);
@@ -74,5 +84,7 @@ void sf_capture_close(sf_capture_t *c); /* NULL is a no-op */
 
 /* The SQLite source (capture_sqlite.c). */
 extern const sf_capture_source_t sf_capture_sqlite;
+/* The PostgreSQL source (capture_postgres*.c). */
+extern const sf_capture_source_t sf_capture_postgres;
 
 #endif

@@ -703,6 +703,7 @@ fail:
 const sf_capture_source_t sf_capture_sqlite = {
     .name = "sqlite",
     .type = SF_SOURCE_SQLITE,
+    .positions_in_seq = 1,
     .open = sq_open,
     .install = sq_install,
     .uninstall = sq_uninstall,

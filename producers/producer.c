@@ -1,12 +1,13 @@
 /*
  * The change capture producer loop.
  *
- * Each change goes to PREFIX.sync-log with its position (seq) as the
- * delivery opaque. Positions are tracked as offsets are for a consumer: the
- * source is acknowledged up to just below the lowest position whose
- * delivery report has not come back successful, so a row leaves the source
- * only after Kafka has it (acks=all). A failed delivery stops reading: once
- * every outstanding report is in, the source is rewound to the last
+ * Each change goes to PREFIX.sync-log with its position (its seq, or the
+ * count of changes polled for a source whose positions are not its seqs,
+ * capture.h) as the delivery opaque. Positions are tracked as offsets are for a
+ * consumer: the source is acknowledged up to just below the lowest position
+ * whose delivery report has not come back successful, so a row leaves the
+ * source only after Kafka has it (acks=all). A failed delivery stops reading:
+ * once every outstanding report is in, the source is rewound to the last
  * acknowledged position and reading starts again after a backoff. Changes
  * delivered after the failed one are sent again (at least once), and
  * changes to one record keep their order, since everything after the
@@ -39,6 +40,7 @@ typedef struct pr_loop {
         sf_producer_t *kp;
         sf_tracker_t *tracker; /* positions sent since the last rewind */
         int64_t acked;         /* last position acknowledged to the source */
+        int64_t polled;        /* changes polled, for positions not in seq */
         int failed;            /* a send or delivery failed: rewind */
         uint64_t delivered;
         uint64_t failures;
@@ -82,7 +84,7 @@ static void pr_ack_delivered(pr_loop_t *l)
         l->acked = next - 1;
 }
 
-static int pr_send(pr_loop_t *l, const sf_change_t *c)
+static int pr_send(pr_loop_t *l, const sf_change_t *c, int64_t pos)
 {
         char err[512];
         char *key = sf_change_key_json(c);
@@ -91,10 +93,10 @@ static int pr_send(pr_loop_t *l, const sf_change_t *c)
         int rc;
 
         rd_kafka_header_add(hdrs, SF_HDR_EVENT_ID, -1, c->event_id, -1);
-        sf_tracker_begin(l->tracker, c->seq);
+        sf_tracker_begin(l->tracker, pos);
         rc = sf_producer_send(l->kp, l->cfg->topic_sync_log,
                               RD_KAFKA_PARTITION_UA, key, strlen(key), value,
-                              strlen(value), hdrs, (void *)(intptr_t)c->seq,
+                              strlen(value), hdrs, (void *)(intptr_t)pos,
                               PR_SEND_TIMEOUT_MS, err, sizeof(err));
         hdrs = NULL; /* owned by the producer, even on failure */
         if (rc)
@@ -269,13 +271,19 @@ static int pr_loop(pr_loop_t *l, sf_change_t *batch, int batch_max,
                         }
                 }
                 for (int i = 0; i < n; i++) {
-                        if (!l->failed && pr_send(l, &batch[i]))
+                        int64_t pos = l->cap->src->positions_in_seq
+                                          ? batch[i].seq
+                                          : ++l->polled;
+
+                        if (!l->failed && pr_send(l, &batch[i], pos))
                                 l->failed = 1;
                         sf_change_clear(&batch[i]);
                 }
-                sf_producer_poll(l->kp, n > 0      ? 0
-                                        : room > 0 ? poll_ms
-                                                   : PR_WAIT_STEP_MS);
+                /* a source whose poll waits by itself needs no sleep */
+                sf_producer_poll(
+                    l->kp, n > 0 || (room > 0 && l->cap->src->poll_waits) ? 0
+                           : room > 0 ? poll_ms
+                                      : PR_WAIT_STEP_MS);
                 pr_ack_delivered(l);
                 if (l->delivered != delivered && !l->failed)
                         backoff = l->opts->backoff_initial_ms;
