@@ -82,6 +82,21 @@ typedef struct sf_connector_ops {
         void (*close)(sf_conn_t *c);
 } sf_connector_ops_t;
 
+/* Outcomes of connectors that finish a request inside send() (file,
+ * database), held until poll() reports them in order. */
+typedef struct sf_doneq_item sf_doneq_item_t;
+typedef struct sf_doneq {
+        sf_doneq_item_t *head, *tail;
+        size_t cnt;
+} sf_doneq_t;
+
+void sf_doneq_push(sf_doneq_t *q, sf_conn_done_cb *cb, void *opaque,
+                   sf_status_t status, const char *error);
+/* Runs the callbacks of everything queued; returns how many ran. */
+int sf_doneq_drain(sf_doneq_t *q);
+/* Drops everything queued without calling back. */
+void sf_doneq_clear(sf_doneq_t *q);
+
 /* The ops for a connector type, or NULL when syncfleet has none yet. */
 const sf_connector_ops_t *sf_connector_ops(sf_connector_type_t type);
 

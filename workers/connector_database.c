@@ -31,22 +31,13 @@
 #define DB_BUSY_MS    5000
 #define DB_MAX_PARAMS 1000
 
-typedef struct db_done {
-        struct db_done *next;
-        sf_conn_done_cb *cb;
-        void *opaque;
-        sf_status_t status;
-        char error[512];
-} db_done_t;
-
 struct sf_conn {
         const sf_connector_cfg_t *cfg;
         const sf_config_t *pipeline;
         sqlite3 *sqlite;
         PGconn *pg;
-        int marked; /* sqlite: the capture's write-back table exists */
-        db_done_t *head, *tail;
-        size_t pending;
+        int marked;      /* sqlite: the capture's write-back table exists */
+        sf_doneq_t done; /* outcomes waiting for poll() */
 };
 
 /* --- the statement, shared by both databases ---------------------------- */
@@ -445,8 +436,9 @@ fail:
 static int db_send(sf_conn_t *c, const sf_request_t *req, sf_conn_done_cb *done,
                    void *opaque, char *errstr, size_t errstr_size)
 {
+        sf_status_t st;
         db_stmt_t *s;
-        db_done_t *d;
+        char err[512] = "";
 
         if (!req->target || !req->target->table) {
                 sf_seterr(errstr, errstr_size,
@@ -454,79 +446,45 @@ static int db_send(sf_conn_t *c, const sf_request_t *req, sf_conn_done_cb *done,
                           c->cfg->name);
                 return -1;
         }
-        d = sf_calloc(1, sizeof(*d));
-        d->cb = done;
-        d->opaque = opaque;
         s = sf_calloc(1, sizeof(*s));
         sf_buf_init(&s->sql, 1024 * 1024);
         s->pg = c->pipeline->source.type == SF_SOURCE_POSTGRES;
         if (!cJSON_IsObject(req->body)) {
-                snprintf(d->error, sizeof(d->error),
+                snprintf(err, sizeof(err),
                          "the document for %s is not an object of columns",
                          req->target->table);
-                d->status = SF_FATAL;
-        } else if (db_build(req->target, req->body, s, d->error,
-                            sizeof(d->error))) {
-                d->status = SF_FATAL;
+                st = SF_FATAL;
+        } else if (db_build(req->target, req->body, s, err, sizeof(err))) {
+                st = SF_FATAL;
         } else {
-                d->status = s->pg ? db_pg_write(c, req->target, s, d->error,
-                                                sizeof(d->error))
-                                  : db_sqlite_write(c, req->target, s, d->error,
-                                                    sizeof(d->error));
+                st = s->pg
+                         ? db_pg_write(c, req->target, s, err, sizeof(err))
+                         : db_sqlite_write(c, req->target, s, err, sizeof(err));
         }
         sf_buf_free(&s->sql);
         free(s);
-        if (d->status != SF_OK)
-                sf_debug("database", "connector %s: %s", c->cfg->name,
-                         d->error);
-        if (c->tail)
-                c->tail->next = d;
-        else
-                c->head = d;
-        c->tail = d;
-        c->pending++;
+        if (st != SF_OK)
+                sf_debug("database", "connector %s: %s", c->cfg->name, err);
+        sf_doneq_push(&c->done, done, opaque, st, err);
         return 0;
 }
 
 static int db_poll(sf_conn_t *c, int timeout_ms)
 {
-        int n = 0;
-
-        (void)timeout_ms;
-        while (c->head) {
-                db_done_t *d = c->head;
-                sf_result_t res;
-
-                c->head = d->next;
-                if (!c->head)
-                        c->tail = NULL;
-                c->pending--;
-                memset(&res, 0, sizeof(res));
-                res.status = d->status;
-                res.retry_after_ms = -1;
-                snprintf(res.error, sizeof(res.error), "%s", d->error);
-                d->cb(d->opaque, &res);
-                free(d);
-                n++;
-        }
-        return n;
+        (void)timeout_ms; /* nothing is ever in progress */
+        return sf_doneq_drain(&c->done);
 }
 
 static size_t db_pending(const sf_conn_t *c)
 {
-        return c->pending;
+        return c->done.cnt;
 }
 
 static void db_close(sf_conn_t *c)
 {
         if (!c)
                 return;
-        while (c->head) {
-                db_done_t *d = c->head;
-
-                c->head = d->next;
-                free(d);
-        }
+        sf_doneq_clear(&c->done);
         sqlite3_close(c->sqlite);
         PQfinish(c->pg);
         free(c);

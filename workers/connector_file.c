@@ -29,19 +29,11 @@
 
 #define SF_FILE_LOG "file"
 
-typedef struct sf_file_done {
-        struct sf_file_done *next;
-        sf_conn_done_cb *done;
-        void *opaque;
-        sf_result_t res;
-} sf_file_done_t;
-
 struct sf_conn {
         const sf_connector_cfg_t *cfg;
         char *name;
         char *dir;
-        sf_file_done_t *head, *tail; /* outcomes waiting for poll() */
-        size_t pending;
+        sf_doneq_t done; /* outcomes waiting for poll() */
 };
 
 /* mkdir -p: every missing component of PATH, mode 0755. */
@@ -233,24 +225,6 @@ out:
         return st;
 }
 
-static void file_queue(sf_conn_t *c, sf_conn_done_cb *done, void *opaque,
-                       sf_status_t st, const char *error)
-{
-        sf_file_done_t *d = sf_calloc(1, sizeof(*d));
-
-        d->done = done;
-        d->opaque = opaque;
-        d->res.status = st;
-        d->res.retry_after_ms = -1;
-        snprintf(d->res.error, sizeof(d->res.error), "%s", error);
-        if (c->tail)
-                c->tail->next = d;
-        else
-                c->head = d;
-        c->tail = d;
-        c->pending++;
-}
-
 static sf_conn_t *file_open_conn(const sf_connector_cfg_t *cfg,
                                  const sf_config_t *pipeline,
                                  const char *bootstraps, char *errstr,
@@ -323,45 +297,27 @@ static int file_send(sf_conn_t *c, const sf_request_t *req,
         if (st != SF_OK)
                 sf_warn(SF_FILE_LOG, "connector %s: %s", c->name, err);
 out:
-        file_queue(c, done, opaque, st, err);
+        sf_doneq_push(&c->done, done, opaque, st, err);
         cJSON_free(doc);
         return 0;
 }
 
 static int file_poll(sf_conn_t *c, int timeout_ms)
 {
-        int n = 0;
-
         (void)timeout_ms; /* nothing is ever in progress */
-        while (c->head) {
-                sf_file_done_t *d = c->head;
-
-                c->head = d->next;
-                if (!c->head)
-                        c->tail = NULL;
-                c->pending--;
-                d->done(d->opaque, &d->res);
-                free(d);
-                n++;
-        }
-        return n;
+        return sf_doneq_drain(&c->done);
 }
 
 static size_t file_pending(const sf_conn_t *c)
 {
-        return c->pending;
+        return c->done.cnt;
 }
 
 static void file_close(sf_conn_t *c)
 {
         if (!c)
                 return;
-        while (c->head) {
-                sf_file_done_t *d = c->head;
-
-                c->head = d->next;
-                free(d);
-        }
+        sf_doneq_clear(&c->done);
         free(c->dir);
         free(c->name);
         free(c);
