@@ -71,7 +71,14 @@ test)
     build "$dir"
   fi
   cd "$dir"
-  exec ctest --output-on-failure -j "$(nproc)" --timeout 600
+  log=$(mktemp)
+  rc=0
+  ctest --output-on-failure -j "$(nproc)" --timeout 600 2>&1 | tee "$log" ||
+    rc=$?
+  # ctest ends with timing lines; repeat its summary as the last line.
+  grep -E '^[0-9]+% tests passed' "$log" | tail -n 1 || true
+  rm -f "$log"
+  exit "$rc"
   ;;
 bench)
   install_missing

@@ -36,6 +36,7 @@ typedef struct sf_run_thread {
         sf_part_t part;
         int index;
         pthread_t tid;
+        int ready;
         int failed;
 } sf_run_thread_t;
 
@@ -63,6 +64,16 @@ static void sf_run_report(sf_run_ctx_t *ctx, int ok)
                 sf_request_stop();
 }
 
+/* The producer is up once capture is installed: changes made after
+ * "running" is logged are all captured. */
+static void sf_run_producer_ready(void *arg)
+{
+        sf_run_thread_t *t = arg;
+
+        t->ready = 1;
+        sf_run_report(t->ctx, 1);
+}
+
 static void *sf_run_thread(void *arg)
 {
         sf_run_thread_t *t = arg;
@@ -79,9 +90,8 @@ static void *sf_run_thread(void *arg)
                 opts.bootstraps = ctx->bootstraps;
                 opts.embedded = ctx->broker;
                 opts.flush_grace_ms = ctx->grace_ms;
-                /* the producer reports itself up once it runs its loop;
-                 * installing triggers is quick, so count it as up here */
-                sf_run_report(ctx, 1);
+                opts.on_ready = sf_run_producer_ready;
+                opts.ready_arg = t;
                 rc = sf_producer_run(ctx->cfg, &opts, errstr, sizeof(errstr));
                 if (rc)
                         sf_error("producer", "%s", errstr);

@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "config.h"
+#include "dry_run.h"
 #include "sf.h"
 
 static void usage(FILE *out)
@@ -25,19 +26,24 @@ int sf_cmd_validate(int argc, char **argv)
 {
         static const struct option opts[] = {
             {"config", required_argument, NULL, 'c'},
+            {"event", required_argument, NULL, 'e'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
-        const char *file = NULL;
+        const char *file = NULL, *event = NULL;
+        char errstr[512];
         char *errors = NULL;
         sf_config_t *cfg;
         int c;
 
         optind = 1;
-        while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "c:e:h", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
                         file = optarg;
+                        break;
+                case 'e':
+                        event = optarg;
                         break;
                 case 'h':
                         usage(stdout);
@@ -56,6 +62,14 @@ int sf_cmd_validate(int argc, char **argv)
                 fputs(errors ? errors : "invalid configuration\n", stderr);
                 free(errors);
                 return SF_EXIT_USAGE;
+        }
+        if (event) {
+                int rc = sf_dry_run(cfg, event, stdout, errstr, sizeof(errstr));
+
+                if (rc)
+                        fprintf(stderr, "syncfleet validate: %s\n", errstr);
+                sf_config_destroy(cfg);
+                return rc ? SF_EXIT_USAGE : SF_EXIT_OK;
         }
         sf_config_print_summary(cfg, stdout);
         sf_config_destroy(cfg);

@@ -31,12 +31,12 @@ typedef struct sf_kv {
 #define SF_EV_DELETE 0x4u
 
 typedef struct sf_kafka_cfg {
-        char *brokers;       /* "embedded" or "host:port,..." */
-        int embedded;        /* brokers == "embedded" */
-        char *topic_prefix;  /* default "syncfleet" */
-        int partitions;      /* default 6 */
+        char *brokers;          /* "embedded" or "host:port,..." */
+        int embedded;           /* brokers == "embedded" */
+        char *topic_prefix;     /* default "syncfleet" */
+        int partitions;         /* default 6 */
         int replication_factor; /* default -1: the cluster's default */
-        sf_kv_t *config;     /* handed to librdkafka unchanged */
+        sf_kv_t *config;        /* handed to librdkafka unchanged */
         size_t config_cnt;
 } sf_kafka_cfg_t;
 
@@ -111,17 +111,17 @@ typedef struct sf_connector_cfg {
         sf_kv_t *headers;
         size_t header_cnt;
         sf_auth_type_t auth;
-        char *username;      /* basic */
-        char *password;      /* basic */
-        char *token;         /* bearer */
-        char *token_url;     /* oauth2 client credentials */
-        char *client_id;     /* oauth2 */
-        char *client_secret; /* oauth2 */
-        char *scope;         /* oauth2, optional */
-        int timeout_ms;      /* default 5000 */
-        int max_in_flight;   /* default 32 */
+        char *username;          /* basic */
+        char *password;          /* basic */
+        char *token;             /* bearer */
+        char *token_url;         /* oauth2 client credentials */
+        char *client_id;         /* oauth2 */
+        char *client_secret;     /* oauth2 */
+        char *scope;             /* oauth2, optional */
+        int timeout_ms;          /* default 5000 */
+        int max_in_flight;       /* default 32 */
         double rate_limit_per_s; /* 0: unlimited */
-        int tls_verify;      /* default 1 */
+        int tls_verify;          /* default 1 */
         /* file */
         char *dir; /* resolved relative to the pipeline file's directory */
         sf_file_format_t format;
@@ -175,14 +175,14 @@ typedef struct sf_target_cfg {
         char *method;             /* http; default PUT for targets */
         sf_template_t *path;      /* http; NULL means base_url itself */
         int has_on_delete;
-        char *delete_method;      /* on_delete.method */
+        char *delete_method;        /* on_delete.method */
         sf_template_t *delete_path; /* on_delete.path; NULL: same path */
-        int delete_skip;          /* on_delete: skip */
-        char *table;              /* database */
-        char *operation;          /* database: insert|update|upsert|delete */
-        char **key;               /* database */
+        int delete_skip;            /* on_delete: skip */
+        char *table;                /* database */
+        char *operation;            /* database: insert|update|upsert|delete */
+        char **key;                 /* database */
         size_t key_cnt;
-        char *topic;              /* kafka: overrides the connector's */
+        char *topic; /* kafka: overrides the connector's */
         sf_pos_t pos;
 } sf_target_cfg_t;
 
@@ -260,8 +260,7 @@ sf_config_t *sf_config_load_string(const char *name, const char *yaml,
 void sf_config_destroy(sf_config_t *cfg); /* NULL is a no-op */
 
 /* Lookups; NULL when absent. */
-const sf_table_cfg_t *sf_config_table(const sf_config_t *cfg,
-                                      const char *name);
+const sf_table_cfg_t *sf_config_table(const sf_config_t *cfg, const char *name);
 const sf_connector_cfg_t *sf_config_connector(const sf_config_t *cfg,
                                               const char *name);
 const sf_action_cfg_t *sf_config_action(const sf_config_t *cfg,

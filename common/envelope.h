@@ -42,18 +42,18 @@ const char *sf_op_event_name(sf_op_t op);
 /* One row change. Strings and cJSON trees are owned by the struct. */
 typedef struct sf_change {
         sf_op_t op;
-        int64_t ts_ms;     /* commit time at the source */
-        char *connector;   /* "sqlite" | "postgres" | ... */
+        int64_t ts_ms;   /* commit time at the source */
+        char *connector; /* "sqlite" | "postgres" | ... */
         char *db;
-        char *schema;      /* may be NULL */
+        char *schema; /* may be NULL */
         char *table;
-        char *lsn;         /* may be NULL */
-        int64_t txid;      /* -1 when unknown */
-        int64_t seq;       /* position of the change within its source */
-        cJSON *key;        /* object: primary key columns */
-        cJSON *before;     /* object or NULL (insert) */
-        cJSON *after;      /* object or NULL (delete) */
-        char *event_id;    /* deterministic from the source position */
+        char *lsn;      /* may be NULL */
+        int64_t txid;   /* -1 when unknown */
+        int64_t seq;    /* position of the change within its source */
+        cJSON *key;     /* object: primary key columns */
+        cJSON *before;  /* object or NULL (insert) */
+        cJSON *after;   /* object or NULL (delete) */
+        char *event_id; /* deterministic from the source position */
 } sf_change_t;
 
 /* Key: {"key":{...},"table":"t"}, canonical. malloc'd. */
@@ -75,16 +75,16 @@ void sf_change_clear(sf_change_t *c); /* frees members, keeps c */
 
 /* One outbound record: one subscriber, one root record. */
 typedef struct sf_outbound {
-        char *kind;        /* "message" | "webservice" */
+        char *kind; /* "message" | "webservice" */
         char *action;
-        char *event;       /* "insert" | "update" | "delete" */
-        char *table;       /* the table the change happened on */
-        cJSON *key;        /* its key */
-        char *root_table;  /* after redirect; equals table without one */
+        char *event;      /* "insert" | "update" | "delete" */
+        char *table;      /* the table the change happened on */
+        cJSON *key;       /* its key */
+        char *root_table; /* after redirect; equals table without one */
         cJSON *root_key;
-        cJSON *record;     /* image to export (after, or before on delete);
-                            * may be NULL for a redirected delete */
-        cJSON *before;     /* may be NULL */
+        cJSON *record; /* image to export (after, or before on delete);
+                        * may be NULL for a redirected delete */
+        cJSON *before; /* may be NULL */
         char *event_id;
         int64_t source_ts_ms;
         int64_t routed_ts_ms;

@@ -63,8 +63,7 @@ typedef void(sf_delivery_cb)(void *cb_arg, void *opaque,
 /* Idempotent producer (enable.idempotence=true, acks=all). */
 sf_producer_t *sf_producer_new(const sf_kafka_cfg_t *k, const char *bootstraps,
                                const char *client_id, sf_delivery_cb *cb,
-                               void *cb_arg, char *errstr,
-                               size_t errstr_size);
+                               void *cb_arg, char *errstr, size_t errstr_size);
 
 /* Enqueues one record (copied). HEADERS may be NULL; ownership passes to the
  * producer even on failure. PARTITION is RD_KAFKA_PARTITION_UA to partition

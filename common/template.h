@@ -88,14 +88,14 @@ typedef enum sf_mapping_type {
 
 typedef struct sf_mapping {
         sf_mapping_type_t type;
-        char *name;           /* field name inside an OBJECT parent */
-        cJSON *literal;       /* LITERAL */
-        sf_template_t *tpl;   /* TEMPLATE */
+        char *name;                   /* field name inside an OBJECT parent */
+        cJSON *literal;               /* LITERAL */
+        sf_template_t *tpl;           /* TEMPLATE */
         struct sf_mapping **children; /* OBJECT, ARRAY */
         size_t child_cnt;
-        char *each_path;      /* EACH */
+        char *each_path;             /* EACH */
         struct sf_mapping *each_map; /* EACH */
-        int line, col;        /* in the pipeline file, for messages */
+        int line, col;               /* in the pipeline file, for messages */
 } sf_mapping_t;
 
 /* Constructors for the loader; each takes ownership of what it is given. */

@@ -32,9 +32,14 @@
 #include "log.h"
 #include "sf.h"
 
-#define SQ_COMPONENT       "capture-sqlite"
-#define SQ_PREFIX          "_syncfleet_"
-#define SQ_LOG             "_syncfleet_log"
+#define SQ_COMPONENT "capture-sqlite"
+#define SQ_PREFIX    "_syncfleet_"
+#define SQ_LOG       "_syncfleet_log"
+/* A row in this table marks a transaction syncfleet itself writes (web
+ * service write-back): the triggers skip it, so write-back never loops back
+ * as new events. The row is inserted and deleted inside that transaction,
+ * and SQLite has one writer at a time, so no other writer ever sees it. */
+#define SQ_WRITEBACK       "_syncfleet_writeback"
 #define SQ_META            "_syncfleet_meta"
 #define SQ_BUSY_TIMEOUT_MS 10000
 /* json_object() takes at most 127 arguments (SQLITE_MAX_FUNCTION_ARG):
@@ -198,10 +203,12 @@ static char *sq_trigger_sql(const char *name, const char *table, size_t e,
         sq_ident(&b, name);
         sf_buf_printf(&b, " AFTER %s ON ", sq_events[e].sql_event);
         sq_ident(&b, table);
-        sf_buf_printf(&b, " FOR EACH ROW BEGIN INSERT INTO " SQ_LOG
-                          "(ts_ms,tbl,op,key,before,after) VALUES("
-                          "CAST((julianday('now')-2440587.5)*86400000 AS "
-                          "INTEGER),");
+        sf_buf_printf(
+            &b, " FOR EACH ROW WHEN NOT EXISTS (SELECT 1 FROM " SQ_WRITEBACK
+                ") BEGIN INSERT INTO " SQ_LOG
+                "(ts_ms,tbl,op,key,before,after) VALUES("
+                "CAST((julianday('now')-2440587.5)*86400000 AS "
+                "INTEGER),");
         sq_literal(&b, table);
         sf_buf_printf(&b, ",'%c',", sq_events[e].op);
         rc =
@@ -429,7 +436,9 @@ static int sq_install(void *state, char *errstr, size_t errstr_size)
                      "(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
                      " ts_ms INTEGER NOT NULL, tbl TEXT NOT NULL,"
                      " op TEXT NOT NULL, key TEXT NOT NULL,"
-                     " before TEXT, after TEXT)",
+                     " before TEXT, after TEXT);"
+                     "CREATE TABLE IF NOT EXISTS " SQ_WRITEBACK
+                     "(origin TEXT NOT NULL)",
                      errstr, errstr_size);
         for (i = 0; !rc && i < c->cfg->table_cnt; i++)
                 rc = sq_want_table(c, &c->cfg->tables[i], &set, errstr,
@@ -473,6 +482,7 @@ static int sq_uninstall(void *state, char *errstr, size_t errstr_size)
         if (!rc)
                 rc = sq_exec(c,
                              "DROP TABLE IF EXISTS " SQ_LOG ";"
+                             "DROP TABLE IF EXISTS " SQ_WRITEBACK ";"
                              "DROP TABLE IF EXISTS " SQ_META ";"
                              "COMMIT",
                              errstr, errstr_size);

@@ -116,6 +116,13 @@ static void pr_wait(pr_loop_t *l, int ms)
                 sf_producer_poll(l->kp, PR_WAIT_STEP_MS);
 }
 
+/* Doubles a backoff up to backoff_max_ms. */
+static int pr_backoff_next(const pr_loop_t *l, int ms)
+{
+        return ms < l->opts->backoff_max_ms / 2 ? ms * 2
+                                                : l->opts->backoff_max_ms;
+}
+
 static sf_producer_t *pr_kafka_new(pr_loop_t *l, char *errstr,
                                    size_t errstr_size)
 {
@@ -144,10 +151,7 @@ static int pr_recover(pr_loop_t *l, int *backoff_ms, char *errstr,
                 "resending the changes after position %lld in %d ms",
                 (long long)l->acked, *backoff_ms);
         pr_wait(l, *backoff_ms);
-        if (*backoff_ms < l->opts->backoff_max_ms / 2)
-                *backoff_ms *= 2;
-        else
-                *backoff_ms = l->opts->backoff_max_ms;
+        *backoff_ms = pr_backoff_next(l, *backoff_ms);
         if (sf_should_stop())
                 return 1;
         if (rd_kafka_fatal_error(sf_producer_handle(l->kp), err, sizeof(err)) !=
@@ -172,6 +176,29 @@ static int pr_recover(pr_loop_t *l, int *backoff_ms, char *errstr,
         l->tracker = sf_tracker_new();
         l->failed = 0;
         return 0;
+}
+
+/* Whether the sync-log topic exists, from the cluster's metadata. Asking
+ * first spares a cluster that has it (and `syncfleet broker`, which does
+ * not answer CreateTopics at all) an admin request and its timeout. */
+static int pr_topic_exists(pr_loop_t *l)
+{
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err;
+        int found = 0;
+
+        err = rd_kafka_metadata(sf_producer_handle(l->kp), 1, NULL, &md,
+                                PR_SEND_TIMEOUT_MS);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                sf_warn(PR_COMPONENT, "reading the cluster's topics: %s",
+                        rd_kafka_err2str(err));
+                return 0;
+        }
+        for (int i = 0; i < md->topic_cnt && !found; i++)
+                found = !strcmp(md->topics[i].topic, l->cfg->topic_sync_log) &&
+                        md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR;
+        rd_kafka_metadata_destroy(md);
+        return found;
 }
 
 /* Stop: no more reading; the reports that come back within the grace
@@ -239,9 +266,7 @@ static int pr_loop(pr_loop_t *l, sf_change_t *batch, int batch_max,
                                          "in %d ms)",
                                          err, backoff);
                                 pr_wait(l, backoff);
-                                backoff = backoff < l->opts->backoff_max_ms / 2
-                                              ? backoff * 2
-                                              : l->opts->backoff_max_ms;
+                                backoff = pr_backoff_next(l, backoff);
                                 continue;
                         }
                 }
@@ -288,20 +313,23 @@ int sf_producer_run(const sf_config_t *cfg, const sf_producer_opts_t *opts,
         l.cap = sf_capture_open(cfg, errstr, errstr_size);
         if (!l.cap || sf_capture_install(l.cap, errstr, errstr_size))
                 goto out;
-        /* A cluster that refuses CreateTopics may still have the topic or
-         * create it on first use: a warning, not a reason to stop. */
-        if (sf_kafka_create_topics(cfg, o.embedded, o.bootstraps, err,
-                                   sizeof(err)))
-                sf_warn(PR_COMPONENT, "creating topics: %s", err);
         l.kp = pr_kafka_new(&l, errstr, errstr_size);
         if (!l.kp)
                 goto out;
+        /* A cluster that refuses CreateTopics may still have the topic or
+         * create it on first use: a warning, not a reason to stop. */
+        if ((o.embedded || !pr_topic_exists(&l)) &&
+            sf_kafka_create_topics(cfg, o.embedded, o.bootstraps, err,
+                                   sizeof(err)))
+                sf_warn(PR_COMPONENT, "creating topics: %s", err);
         l.tracker = sf_tracker_new();
         batch_max = cfg->source.batch_size > 0 ? cfg->source.batch_size : 1000;
         batch = sf_calloc((size_t)batch_max, sizeof(*batch));
         sf_info(PR_COMPONENT, "publishing changes from %s to %s at %s",
                 cfg->source.path ? cfg->source.path : "the source",
                 cfg->topic_sync_log, o.bootstraps);
+        if (o.on_ready)
+                o.on_ready(o.ready_arg);
         rc = pr_loop(&l, batch, batch_max, errstr, errstr_size);
         pr_shutdown(&l);
 out:

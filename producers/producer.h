@@ -24,6 +24,11 @@ typedef struct sf_producer_opts {
         int flush_grace_ms;     /* waited for reports on stop; default 10000 */
         int backoff_initial_ms; /* after a failure; default 500, doubling */
         int backoff_max_ms;     /* default 30000 */
+        /* Called once capture is installed and the Kafka client exists,
+         * just before the first read: from then on every change is
+         * captured. May be NULL. */
+        void (*on_ready)(void *ready_arg);
+        void *ready_arg;
 } sf_producer_opts_t;
 
 /* Opens and installs the capture source (install is idempotent and brings

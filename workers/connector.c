@@ -5,10 +5,14 @@
 
 extern const sf_connector_ops_t sf_connector_http;
 extern const sf_connector_ops_t sf_connector_file;
+extern const sf_connector_ops_t sf_connector_database;
+extern const sf_connector_ops_t sf_connector_kafka;
 
 static const sf_connector_ops_t *const sf_connectors[] = {
     &sf_connector_http,
     &sf_connector_file,
+    &sf_connector_database,
+    &sf_connector_kafka,
 };
 
 const sf_connector_ops_t *sf_connector_ops(sf_connector_type_t type)

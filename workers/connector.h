@@ -27,13 +27,17 @@ typedef struct sf_conn sf_conn_t;
 /* One delivery. The connector copies what it needs during send(); the
  * caller may free the request right after send() returns. */
 typedef struct sf_request {
-        const char *method;          /* http: GET, PUT, POST, DELETE, ... */
-        const char *path;            /* http: appended to base_url; may be
-                                      * NULL. file (json format): the file
-                                      * name inside dir, already safe */
-        const cJSON *body;           /* the document; NULL: no body */
-        const char *idempotency_key; /* the event id */
-        const char *action;          /* for logs and file names */
+        const char *method;            /* http: GET, PUT, POST, DELETE, ... */
+        const char *path;              /* http: appended to base_url; may be
+                                        * NULL. file (json format): the file
+                                        * name inside dir, already safe */
+        const cJSON *body;             /* the document; NULL: no body */
+        const char *idempotency_key;   /* the event id */
+        const char *action;            /* for logs and file names */
+        const sf_target_cfg_t *target; /* borrowed: database table,
+                                        * operation and key; kafka topic */
+        const char *record_key;        /* kafka: the record key (action and root
+                                        * record, canonical JSON) */
 } sf_request_t;
 
 typedef struct sf_result {
@@ -55,10 +59,13 @@ typedef void(sf_conn_done_cb)(void *opaque, const sf_result_t *res);
 typedef struct sf_connector_ops {
         const char *name; /* "http", "file", ... */
         sf_connector_type_t type;
-        /* CFG and PIPELINE are borrowed and outlive the connector. */
+        /* CFG and PIPELINE are borrowed and outlive the connector.
+         * BOOTSTRAPS is the pipeline's Kafka cluster as the process reaches
+         * it (the embedded broker's address under `syncfleet run`); only
+         * the kafka connector uses it. */
         sf_conn_t *(*open)(const sf_connector_cfg_t *cfg,
-                           const sf_config_t *pipeline, char *errstr,
-                           size_t errstr_size);
+                           const sf_config_t *pipeline, const char *bootstraps,
+                           char *errstr, size_t errstr_size);
         /* Accepts REQ; DONE(OPAQUE, result) runs later from poll(). Returns
          * 0, or -1 with errstr for a request that can never be sent (then
          * DONE is not called). */

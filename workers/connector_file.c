@@ -252,9 +252,11 @@ static void file_queue(sf_conn_t *c, sf_conn_done_cb *done, void *opaque,
 }
 
 static sf_conn_t *file_open_conn(const sf_connector_cfg_t *cfg,
-                                 const sf_config_t *pipeline, char *errstr,
+                                 const sf_config_t *pipeline,
+                                 const char *bootstraps, char *errstr,
                                  size_t errstr_size)
 {
+        (void)bootstraps;
         const char *name = cfg->name ? cfg->name : "file";
         sf_conn_t *c;
         size_t len;

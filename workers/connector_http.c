@@ -595,9 +595,10 @@ static int http_check_cfg(const sf_connector_cfg_t *cfg, const char *name,
 }
 
 static sf_conn_t *http_open(const sf_connector_cfg_t *cfg,
-                            const sf_config_t *pipeline, char *errstr,
-                            size_t errstr_size)
+                            const sf_config_t *pipeline, const char *bootstraps,
+                            char *errstr, size_t errstr_size)
 {
+        (void)bootstraps;
         const char *name = cfg->name ? cfg->name : "http";
         sf_conn_t *c = NULL;
         CURLMcode mc = CURLM_OK;

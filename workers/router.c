@@ -36,7 +36,8 @@ typedef struct sf_route_job {
 typedef struct sf_route_out {
         struct sf_route_out *next; /* resend list */
         const char *topic;
-        char *key;
+        char *key; /* NULL: no key */
+        size_t key_len;
         char *value;
         size_t value_len;
         rd_kafka_headers_t *headers; /* template copied for each send */
@@ -89,8 +90,8 @@ static void sf_router_send(sf_router_t *r, sf_route_out_t *o)
             o->headers ? rd_kafka_headers_copy(o->headers) : NULL;
 
         if (sf_producer_send(r->producer, o->topic, RD_KAFKA_PARTITION_UA,
-                             o->key, strlen(o->key), o->value, o->value_len,
-                             hdrs, o, 1000, errstr, sizeof(errstr))) {
+                             o->key, o->key_len, o->value, o->value_len, hdrs,
+                             o, 1000, errstr, sizeof(errstr))) {
                 sf_warn("router", "cannot enqueue a record for %s: %s",
                         o->topic, errstr);
                 o->resend_at_ms = sf_mono_ms() + SF_ROUTER_RESEND_MS;
@@ -132,6 +133,7 @@ static sf_route_out_t *sf_route_out_new(const char *topic, char *key,
 
         o->topic = topic;
         o->key = key;
+        o->key_len = strlen(key);
         o->value = value;
         o->value_len = strlen(value);
         o->headers = rd_kafka_headers_new(1);
@@ -157,7 +159,8 @@ static void sf_router_dead_letter(sf_router_t *r, const rd_kafka_message_t *m,
                 (long long)m->offset, reason);
         rd_kafka_message_headers(m, &orig);
         o->topic = r->cfg->topic_dlq;
-        o->key = m->key ? sf_strndup(m->key, m->key_len) : sf_strdup("");
+        o->key = m->key ? sf_strndup(m->key, m->key_len) : NULL;
+        o->key_len = m->key ? m->key_len : 0;
         o->value = m->payload ? sf_strndup(m->payload, m->len) : sf_strdup("");
         o->value_len = m->payload ? m->len : 0;
         o->headers =

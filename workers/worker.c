@@ -157,6 +157,8 @@ void sf_worker_job_dead(sf_worker_t *w, sf_job_t *job, const char *reason)
         free(job->last_error);
         job->last_error = sf_strdup(reason);
         job->state = SF_JOB_DEAD;
+        if (job->attempts == 0)
+                job->attempts = 1; /* it was tried once: it did not parse */
         w->dead++;
         sf_warn(w->stage, "%s [%d] offset %lld to the DLQ: %s", w->topic,
                 (int)job->partition, (long long)job->offset, reason);
@@ -200,8 +202,9 @@ static sf_job_t *sf_job_from_message(const rd_kafka_message_t *m,
         job->ref = *ref;
         job->partition = m->partition;
         job->offset = m->offset;
-        job->rec_key = sf_strndup(m->key ? m->key : "", m->key_len);
-        job->rec_key_len = m->key_len;
+        /* a record without a key goes to the DLQ without one */
+        job->rec_key = m->key ? sf_strndup(m->key, m->key_len) : NULL;
+        job->rec_key_len = m->key ? m->key_len : 0;
         job->rec_value = sf_strndup(m->payload ? m->payload : "", m->len);
         job->rec_value_len = m->len;
         if (!rd_kafka_message_headers(m, &hdrs))
@@ -214,6 +217,7 @@ static void sf_worker_intake(sf_worker_t *w, rd_kafka_message_t *m,
 {
         sf_job_t *job = sf_job_from_message(m, ref);
         char errstr[512];
+        char *qkey;
         sf_keyq_t *q;
 
         job->worker = w;
@@ -237,12 +241,17 @@ static void sf_worker_intake(sf_worker_t *w, rd_kafka_message_t *m,
                 sf_worker_job_dead(w, job, errstr);
                 return;
         }
-        q = sf_map_get(w->keys, job->rec_key);
+        /* Order is kept per action and root record, as the record itself
+         * names them, whatever key the record was produced with. */
+        qkey = sf_outbound_key_json(&job->ob);
+        q = sf_map_get(w->keys, qkey);
         if (!q) {
                 q = sf_calloc(1, sizeof(*q));
-                q->key = sf_strdup(job->rec_key);
+                q->key = qkey;
+                qkey = NULL;
                 sf_map_set(w->keys, q->key, q);
         }
+        free(qkey);
         job->q = q;
         if (q->tail) {
                 q->tail->next = job;
@@ -335,7 +344,8 @@ sf_conn_slot_t *sf_worker_conn(sf_worker_t *w, const sf_connector_cfg_t *c)
                          c->name);
                 return NULL;
         }
-        slot->conn = slot->ops->open(c, w->cfg, errstr, sizeof(errstr));
+        slot->conn =
+            slot->ops->open(c, w->cfg, w->bootstraps, errstr, sizeof(errstr));
         if (!slot->conn) {
                 sf_error(w->stage, "connector %s: %s", c->name, errstr);
                 return NULL;
@@ -352,6 +362,7 @@ sf_worker_t *sf_worker_new(const sf_config_t *cfg, const char *bootstraps,
         const char *topics[1];
 
         w->cfg = cfg;
+        w->bootstraps = sf_strdup(bootstraps);
         w->kind = kind;
         w->stage = kind == SF_KIND_MESSAGE ? "message" : "webservice";
         w->topic = kind == SF_KIND_MESSAGE ? cfg->topic_outbound_message
@@ -532,5 +543,6 @@ void sf_worker_destroy(sf_worker_t *w)
         free(w->heap);
         free(w->conns);
         sf_source_db_close(w->db);
+        free(w->bootstraps);
         free(w);
 }

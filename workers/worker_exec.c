@@ -12,7 +12,6 @@
  */
 #include "worker_int.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,30 +32,6 @@ void sf_job_free(sf_job_t *job)
         cJSON_Delete(job->reply);
         free(job->last_error);
         free(job);
-}
-
-static const sf_target_cfg_t *sf_job_target(const sf_job_t *job,
-                                            const sf_mapping_t **mapping)
-{
-        const sf_action_cfg_t *a = job->action;
-
-        *mapping = NULL;
-        if (a->kind == SF_KIND_MESSAGE) {
-                *mapping = a->mapping;
-                return &a->target;
-        }
-        switch (job->step) {
-        case SF_STEP_MAIN:
-                *mapping = a->request_body;
-                return &a->request;
-        case SF_STEP_RESPONSE:
-                *mapping = a->response_mapping;
-                return &a->response_target;
-        case SF_STEP_ERROR:
-                *mapping = a->error_mapping;
-                return &a->error_target;
-        }
-        return NULL;
 }
 
 static int sf_job_is_delete(const sf_job_t *job)
@@ -125,59 +100,6 @@ static int sf_job_load(sf_worker_t *w, sf_job_t *job, char *errstr,
         return SF_OK;
 }
 
-/* The special names of PIPELINE.md's templates. */
-static cJSON *sf_job_specials(const sf_job_t *job)
-{
-        const sf_outbound_t *ob = &job->ob;
-        cJSON *s = cJSON_CreateObject();
-        const char *op = !strcmp(ob->event, "insert")   ? "c"
-                         : !strcmp(ob->event, "delete") ? "d"
-                                                        : "u";
-
-        cJSON_AddStringToObject(s, "op", op);
-        cJSON_AddStringToObject(s, "event", ob->event);
-        cJSON_AddStringToObject(s, "table", ob->root_table);
-        cJSON_AddItemToObject(s, "key", cJSON_Duplicate(ob->root_key, 1));
-        if (ob->before)
-                cJSON_AddItemToObject(s, "before",
-                                      cJSON_Duplicate(ob->before, 1));
-        if (!sf_job_is_delete(job) && job->scope_record)
-                cJSON_AddItemToObject(s, "after",
-                                      cJSON_Duplicate(job->scope_record, 1));
-        cJSON_AddStringToObject(s, "event_id",
-                                ob->event_id ? ob->event_id : "");
-        return s;
-}
-
-/* A file name for json-format file targets: action, key values, event id,
- * reduced to [A-Za-z0-9._-]. */
-static char *sf_job_file_name(const sf_job_t *job)
-{
-        sf_buf_t b;
-        const cJSON *v;
-
-        sf_buf_init(&b, 4096);
-        sf_buf_printf(&b, "%s", job->ob.action);
-        cJSON_ArrayForEach(v, job->ob.root_key)
-        {
-                if (cJSON_IsString(v))
-                        sf_buf_printf(&b, "-%s", v->valuestring);
-                else if (cJSON_IsNumber(v))
-                        sf_buf_printf(&b, "-%.17g", v->valuedouble);
-        }
-        sf_buf_printf(&b, "-%s.json",
-                      job->ob.event_id ? job->ob.event_id : "noid");
-        for (size_t i = 0; i < b.len; i++) {
-                unsigned char c = (unsigned char)b.data[i];
-
-                if (!isalnum(c) && c != '.' && c != '-' && c != '_')
-                        b.data[i] = '_';
-        }
-        if (b.data[0] == '.')
-                b.data[0] = '_';
-        return sf_buf_steal(&b);
-}
-
 static void sf_job_on_result(void *opaque, const sf_result_t *res);
 
 /* Moves a failed web service request to its error step, if it has one. */
@@ -206,10 +128,20 @@ static void sf_job_fail(sf_worker_t *w, sf_job_t *job, sf_status_t st,
                         int64_t retry_after_ms)
 {
         const sf_mapping_t *mapping;
-        const sf_target_cfg_t *t = sf_job_target(job, &mapping);
+        const sf_target_cfg_t *t =
+            sf_render_target(job->action, job->step, &mapping);
         const sf_retry_cfg_t *rc = &t->conn->retry;
         char reason[768];
 
+        /* Its partition moved to another worker, which runs the record
+         * again: retrying here would race that worker and dead-lettering
+         * would report a failure that is not final. */
+        if (job->abandoned) {
+                sf_debug(w->stage, "%s: dropped, its partition was revoked: %s",
+                         job->action->name, error);
+                sf_worker_job_finished(w, job);
+                return;
+        }
         free(job->last_error);
         job->last_error = sf_strdup(error);
         if (st == SF_RETRY && job->attempts < rc->max_attempts) {
@@ -248,15 +180,13 @@ static void sf_job_fail(sf_worker_t *w, sf_job_t *job, sf_status_t st,
 void sf_job_start(sf_worker_t *w, sf_job_t *job)
 {
         const sf_mapping_t *mapping;
-        const sf_target_cfg_t *t = sf_job_target(job, &mapping);
-        sf_scope_t s_record, s_special, s_extra;
-        const sf_scope_t *scope;
+        const sf_target_cfg_t *t =
+            sf_render_target(job->action, job->step, &mapping);
+        sf_rendered_t r = {0};
         sf_request_t req;
         sf_conn_slot_t *slot;
-        cJSON *specials = NULL, *body = NULL;
-        char *path = NULL, *fname = NULL;
         char errstr[512];
-        int rc, is_delete = sf_job_is_delete(job);
+        int rc;
 
         job->state = SF_JOB_RUNNING;
         job->attempts++;
@@ -273,79 +203,37 @@ void sf_job_start(sf_worker_t *w, sf_job_t *job)
                 sf_job_fail(w, job, (sf_status_t)rc, errstr, 0, -1);
                 return;
         }
-        if (job->action->kind == SF_KIND_MESSAGE && is_delete &&
-            t->delete_skip) {
+        if (sf_render(job->action, job->step, &job->ob, job->scope_record,
+                      job->reply, &r, errstr, sizeof(errstr))) {
+                sf_job_fail(w, job, SF_FATAL, errstr, 0, -1);
+                return;
+        }
+        if (r.skip) {
                 sf_worker_job_finished(w, job);
                 return;
         }
         slot = sf_worker_conn(w, t->conn);
         if (!slot) {
+                sf_rendered_clear(&r);
                 sf_job_fail(w, job, SF_RETRY, "connector cannot be opened", 0,
                             -1);
                 return;
         }
-        specials = sf_job_specials(job);
-        s_record = (sf_scope_t){.obj = job->scope_record, .next = NULL};
-        s_special = (sf_scope_t){.obj = specials, .next = &s_record};
-        scope = &s_special;
-        if (job->step != SF_STEP_MAIN) {
-                cJSON_AddItemToObject(job->reply, "record",
-                                      cJSON_Duplicate(job->scope_record, 1));
-                s_extra = (sf_scope_t){.obj = job->reply, .next = scope};
-                scope = &s_extra;
-        }
         memset(&req, 0, sizeof(req));
         req.action = job->action->name;
+        req.target = t;
         req.idempotency_key = job->ob.event_id;
-        req.method = t->method ? t->method : "PUT";
-        if (t->conn->type == SF_CONN_HTTP) {
-                const sf_template_t *ptpl = t->path;
-                int http_delete =
-                    job->action->kind == SF_KIND_MESSAGE && is_delete;
-
-                if (http_delete) {
-                        req.method =
-                            t->delete_method ? t->delete_method : "DELETE";
-                        if (t->delete_path)
-                                ptpl = t->delete_path;
-                }
-                if (ptpl) {
-                        path = sf_template_render_str(ptpl, scope,
-                                                      SF_RENDER_URLENCODE,
-                                                      errstr, sizeof(errstr));
-                        if (!path)
-                                goto fatal;
-                }
-                req.path = path;
-                if (http_delete)
-                        mapping = NULL;
-        } else if (t->conn->type == SF_CONN_FILE &&
-                   t->conn->format == SF_FILE_JSON) {
-                fname = sf_job_file_name(job);
-                req.path = fname;
-        }
-        if (mapping) {
-                body =
-                    sf_mapping_render(mapping, scope, errstr, sizeof(errstr));
-                if (!body)
-                        goto fatal;
-        }
-        if (job->step != SF_STEP_MAIN)
-                cJSON_DeleteItemFromObject(job->reply, "record");
-        req.body = body;
+        req.method = r.method;
+        req.path = r.path;
+        req.body = r.body;
+        req.record_key = job->q ? job->q->key : NULL;
         if (slot->ops->send(slot->conn, &req, sf_job_on_result, job, errstr,
-                            sizeof(errstr)))
-                goto fatal;
-        goto out;
-fatal:
-        if (job->step != SF_STEP_MAIN && job->reply)
-                cJSON_DeleteItemFromObject(job->reply, "record");
-        sf_job_fail(w, job, SF_FATAL, errstr, 0, -1);
-out:
-        cJSON_Delete(specials);
-        cJSON_Delete(body);
-        free(path);
-        free(fname);
+                            sizeof(errstr))) {
+                sf_rendered_clear(&r);
+                sf_job_fail(w, job, SF_FATAL, errstr, 0, -1);
+                return;
+        }
+        sf_rendered_clear(&r);
 }
 
 /* A connector's verdict on the current step. */

@@ -12,6 +12,7 @@
 #include "envelope.h"
 #include "kafka.h"
 #include "map.h"
+#include "render.h"
 #include "source_db.h"
 #include "worker.h"
 
@@ -21,13 +22,6 @@ typedef enum sf_job_state {
         SF_JOB_WAITING,    /* in the retry heap */
         SF_JOB_DEAD,       /* on its way to the DLQ */
 } sf_job_state_t;
-
-/* A web service action runs in up to two steps. */
-typedef enum sf_job_step {
-        SF_STEP_MAIN = 0, /* message target, or the web service request */
-        SF_STEP_RESPONSE, /* response handling after a 2xx */
-        SF_STEP_ERROR,    /* error handling after the request failed */
-} sf_job_step_t;
 
 typedef struct sf_keyq sf_keyq_t;
 
@@ -49,7 +43,7 @@ typedef struct sf_job {
         sf_outbound_t ob;
         const sf_action_cfg_t *action;
         sf_job_state_t state;
-        sf_job_step_t step;
+        sf_step_t step;
         int attempts;        /* tries of the current step */
         int64_t retry_at_ms; /* monotonic */
         size_t heap_idx;
@@ -72,6 +66,7 @@ typedef struct sf_conn_slot {
 
 struct sf_worker {
         const sf_config_t *cfg;
+        char *bootstraps;
         sf_action_kind_t kind;
         const char *topic;
         const char *stage; /* "message" | "webservice" */

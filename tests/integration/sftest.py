@@ -15,19 +15,27 @@ set).
 The classes also work outside sftest.TestCase, as context managers.
 Also here: http_request() (urllib without exceptions for 4xx/5xx),
 wait_for(), free_port(), and kcat_produce/kcat_consume/kcat_topics for
-reading and writing topics through kcat.
+reading and writing topics through kcat. At the end, the pieces the
+end-to-end tests share: a pipeline file (pipeline_yaml), the syncfleet
+components around one broker (Pipeline), a SQLite writer that keeps the
+expected state (ChangeWriter) and the checks of what the receiver got
+(customer_requests, final_state_problems, lost_changes, order_problems).
 """
 
 import atexit
+import collections
 import json
 import os
+import random
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sqlite3
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -126,13 +134,15 @@ class Proc:
     def stderr(self):
         return _read(self.err_path)
 
-    def wait_line(self, pattern, timeout=10.0):
-        """Waits for a whole stdout line matching the regex and returns the
-        match; fails early, with the logs, if the process exits first."""
+    def wait_line(self, pattern, timeout=10.0, stream="stdout"):
+        """Waits for a whole line of STREAM ("stdout" or "stderr", where
+        syncfleet logs) matching the regex and returns the match; fails
+        early, with the logs, if the process exits first."""
         regex = re.compile(pattern)
+        read = self.stderr if stream == "stderr" else self.stdout
 
         def find():
-            text = self.stdout()
+            text = read()
             for line in text.splitlines(keepends=True):
                 m = regex.search(line)
                 if m and line.endswith("\n"):
@@ -498,3 +508,433 @@ class TestCase(unittest.TestCase):
         self._procs.append(brk.proc)
         self.addCleanup(brk.stop)
         return brk
+
+    def pipeline(self, prefix, receiver, partitions=4, **options):
+        """A Pipeline around a new broker, its processes started through
+        this test; options go to pipeline_yaml."""
+        return Pipeline(self, prefix, receiver.url, self.tmp.join("erp.db"),
+                        partitions, **options)
+
+
+# --- syncfleet pipelines ------------------------------------------------
+#
+# The end-to-end tests run one message, customer-to-webshop, from a SQLite
+# table customers(id, name, email, version) to the receiver: PUT
+# /customers/<id> with {id, name, email, version}, DELETE on delete.
+
+
+def pipeline_yaml(prefix, db_path, partitions=4, timeout_ms=3000,
+                  max_in_flight=16, max_attempts=8):
+    """The pipeline file the end-to-end tests share. The brokers and the
+    receiver come from ${SF_BROKERS} and ${RECEIVER_URL}; requests carry
+    X-Worker: ${SF_PROCESS}, the name of the process that sent them. The consumer
+    session timeout is short because the embedded broker waits up to
+    session.timeout.ms - 1s before it admits a new group member, and only
+    drops a killed one when its session expires."""
+    return """version: 1
+name: %(prefix)s
+kafka:
+  brokers: "${SF_BROKERS}"
+  topic_prefix: %(prefix)s
+  partitions: %(partitions)d
+  config:
+    session.timeout.ms: "4000"
+    heartbeat.interval.ms: "500"
+source:
+  type: sqlite
+  path: %(db)s
+  poll_interval_ms: 20
+tables:
+  customers:
+    key: [id]
+connectors:
+  webshop:
+    type: http
+    base_url: "${RECEIVER_URL}"
+    headers: { X-Worker: "${SF_PROCESS}" }
+    timeout_ms: %(timeout_ms)d
+    max_in_flight: %(max_in_flight)d
+    retry: { max_attempts: %(max_attempts)d, initial_backoff_ms: 50, max_backoff_ms: 500 }
+messages:
+  customer-to-webshop:
+    trigger:
+      table: customers
+      events: [insert, update, delete]
+    target:
+      connector: webshop
+      method: PUT
+      path: /customers/{{id}}
+      on_delete: { method: DELETE }
+    mapping:
+      id: "{{id}}"
+      name: "{{name}}"
+      email: "{{email}}"
+      version: "{{version}}"
+""" % {"prefix": prefix, "db": json.dumps(db_path), "partitions": partitions,
+       "timeout_ms": timeout_ms, "max_in_flight": max_in_flight,
+       "max_attempts": max_attempts}
+
+
+class Pipeline:
+    """A `syncfleet broker` with the pipeline's topics, the pipeline file,
+    and its components started as separate processes through `test` (so
+    they are stopped when the test ends): each gets -c FILE, --brokers and
+    the environment the file refers to."""
+
+    def __init__(self, test, prefix, receiver_url, db_path, partitions=4, **options):
+        self.test = test
+        self.prefix = prefix
+        self.db_path = db_path
+        self.broker = test.broker(partitions, prefix)
+        self.bootstrap = self.broker.bootstrap
+        self.env = {"SF_BROKERS": self.bootstrap, "RECEIVER_URL": receiver_url}
+        self.config = test.tmp.write(prefix + ".yaml", pipeline_yaml(
+            prefix, db_path, partitions, **options))
+
+    def topic(self, suffix):
+        return "%s.%s" % (self.prefix, suffix)
+
+    def start(self, name, command, *args):
+        """`syncfleet COMMAND -c FILE --brokers B ARGS...`, logs named NAME
+        (and SF_PROCESS=NAME, sent by workers as X-Worker)."""
+        argv = [env_path("SYNCFLEET"), command, "-c", self.config,
+                "--brokers", self.bootstrap] + list(args)
+        return self.test.start(argv, name, env=dict(self.env, SF_PROCESS=name))
+
+    def wait_published(self, count, timeout=10.0):
+        """Waits until PREFIX.sync-log holds `count` records, i.e. the
+        producer published the first changes it captured; the failure
+        names the producer, so a stall later down the pipeline is not
+        blamed on the router or the workers."""
+        try:
+            return kcat_consume(self.bootstrap, self.topic("sync-log"), count=count,
+                                timeout=timeout)
+        except AssertionError as e:
+            raise AssertionError("the producer did not publish %d captured change(s) to %s "
+                                 "within %.0fs: %s" % (count, self.topic("sync-log"),
+                                                       timeout, e)) from None
+
+    def producer(self, name="producer"):
+        return self.start(name, "producer")
+
+    def router(self, name="router"):
+        return self.start(name, "router")
+
+    def worker(self, name="worker", kind="message"):
+        return self.start(name, "worker", "--kind", kind)
+
+
+def stop_cleanly(test, procs, timeout=20.0):
+    """SIGTERMs every process at once and asserts each exited 0 in time."""
+    for p in procs:
+        p.signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s did not exit within %.0fs of SIGTERM\n%s" % (
+                p.name, timeout, p.tail()))
+        test.assertEqual(p.popen.returncode, 0, "%s exited with %s after SIGTERM\n%s" % (
+            p.name, p.popen.returncode, p.tail()))
+
+
+class ChangeWriter:
+    """Changes the customers table the way an application would (WAL, a
+    busy timeout, short transactions) and keeps what the pipeline must
+    deliver: rows (id -> the committed row, None once deleted) and history
+    (id -> [(op, version)] in commit order, op "c", "u" or "d"). An id's
+    version grows by one with each of its changes, re-inserts included, and
+    a delete carries the version of the row it removed, so arrival order per
+    id can be checked. A seeded random.Random makes the changes repeatable."""
+
+    NAMES = ["Ann", "Bob Smith", "Zoë Ünal", 'Quote "q" \\ back', "李 雷"]
+
+    def __init__(self, db_path, seed):
+        self.path = db_path
+        self.rng = random.Random(seed)
+        self.rows = {}
+        self.history = collections.defaultdict(list)
+        self.versions = collections.Counter()
+        self.changes = 0
+        self.transactions = 0
+        self._thread = None
+        self._error = None
+        self._stop = threading.Event()
+        self._conn = sqlite3.connect(db_path, timeout=20, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.execute("PRAGMA busy_timeout=20000")
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS customers (id INTEGER PRIMARY KEY, "
+                           "name TEXT NOT NULL, email TEXT NOT NULL, version INTEGER NOT NULL)")
+
+    def _next_row(self, cid, version):
+        return {"id": cid, "name": "%s %d/%d" % (self.rng.choice(self.NAMES), cid, version),
+                "email": "c%d.v%d@example.test" % (cid, version), "version": version}
+
+    def transaction(self, ops):
+        """Runs [(op, id)] in one transaction (op "c", "u" or "d"; "u" and
+        "d" need the row, "c" needs it absent) and records it once
+        committed."""
+        rows, versions, done = {}, {}, []
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for op, cid in ops:
+                present = rows[cid] if cid in rows else self.rows.get(cid)
+                version = versions.get(cid, self.versions[cid])
+                if op == "d":
+                    cur.execute("DELETE FROM customers WHERE id = ?", (cid,))
+                    rows[cid] = None
+                    done.append((cid, "d", present["version"]))
+                    continue
+                version += 1
+                row = self._next_row(cid, version)
+                if op == "c":
+                    assert present is None, "insert of present id %d" % cid
+                    cur.execute("INSERT INTO customers (id, name, email, version) "
+                                "VALUES (?, ?, ?, ?)",
+                                (cid, row["name"], row["email"], version))
+                else:
+                    cur.execute("UPDATE customers SET name = ?, email = ?, version = ? "
+                                "WHERE id = ?", (row["name"], row["email"], version, cid))
+                if cur.rowcount != 1:
+                    raise AssertionError("writer: %s of id %d changed %d rows" % (
+                        op, cid, cur.rowcount))
+                rows[cid] = row
+                versions[cid] = version
+                done.append((cid, op, version))
+            cur.execute("COMMIT")
+        except BaseException:
+            self._conn.rollback()
+            raise
+        self.rows.update(rows)
+        for cid, version in versions.items():
+            self.versions[cid] = version
+        for cid, op, version in done:
+            self.history[cid].append((op, version))
+        self.changes += len(done)
+        self.transactions += 1
+
+    def insert(self, ids, per_tx=25):
+        ids = list(ids)
+        for i in range(0, len(ids), per_tx):
+            self.transaction([("c", cid) for cid in ids[i:i + per_tx]])
+
+    def random_changes(self, ids, count=None, protected=(), delete_ratio=0.1,
+                       per_tx=(1, 8), pause=0.01):
+        """Random inserts (of absent ids), updates and deletes (never of a
+        protected id) until `count` changes were made or stop() is called."""
+        ids, protected, made = list(ids), set(protected), 0
+        while not self._stop.is_set() and (count is None or made < count):
+            n = self.rng.randint(*per_tx)
+            if count is not None:
+                n = min(n, count - made)
+            ops, state = [], {}
+            for _ in range(n):
+                cid = self.rng.choice(ids)
+                present = state[cid] if cid in state else self.rows.get(cid) is not None
+                if not present:
+                    ops.append(("c", cid))
+                    state[cid] = True
+                elif cid not in protected and self.rng.random() < delete_ratio:
+                    ops.append(("d", cid))
+                    state[cid] = False
+                else:
+                    ops.append(("u", cid))
+            self.transaction(ops)
+            made += n
+            if pause:
+                time.sleep(pause)
+
+    def start(self, *args, **kwargs):
+        """random_changes(...) in a thread; join() waits and re-raises."""
+        def run():
+            try:
+                self.random_changes(*args, **kwargs)
+            except BaseException as e:  # re-raised by join()
+                self._error = e
+        self._stop.clear()
+        self._thread = threading.Thread(target=run, name="writer", daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        return self.join()
+
+    def join(self, timeout=120.0):
+        if self._thread:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise AssertionError("the writer did not finish within %.0fs" % timeout)
+            self._thread = None
+        if self._error:
+            raise AssertionError("the writer failed: %r" % (self._error,)) from self._error
+
+    def count(self, sql):
+        return self._conn.execute(sql).fetchone()[0]
+
+    def wait_capturing(self, producer, timeout=15.0):
+        """Waits until the producer installed its insert, update and delete
+        triggers on customers: changes made before are not captured."""
+        def installed():
+            producer.assert_running()
+            return self.count("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
+                              "AND tbl_name = 'customers'") >= 3
+        wait_for(installed, timeout, "%s to install its triggers on customers" % producer.name)
+
+    def close(self):
+        self._conn.close()
+
+
+_CUSTOMER_PATH = re.compile(r"^/customers/(\d+)$")
+
+
+def customer_requests(receiver):
+    """The receiver's requests to /customers/<id>: {id: [request, ...]} in
+    arrival order."""
+    by_id = collections.defaultdict(list)
+    for r in receiver.requests():
+        m = _CUSTOMER_PATH.match(r["path"])
+        if m:
+            by_id[int(m.group(1))].append(r)
+    return by_id
+
+
+def is_2xx(request):
+    return 200 <= request["status"] < 300
+
+
+def request_body(request):
+    try:
+        return json.loads(request["body"])
+    except ValueError:
+        return None
+
+
+def _describe(r):
+    return "#%d %s %s -> %d, key %s, body %s" % (
+        r["seq"], r["method"], r["path"], r["status"],
+        r["headers"].get("idempotency-key"), r["body"][:200])
+
+
+def final_state_problems(by_id, writer, ids):
+    """Why the last request of each id does not deliver its final state
+    (a 2xx PUT with the row as its body, or a 2xx DELETE when the row was
+    deleted last); an empty list when all arrived."""
+    problems = []
+    for cid in sorted(ids):
+        reqs, row = by_id.get(cid, []), writer.rows.get(cid)
+        want = "DELETE" if row is None else "PUT %s" % json.dumps(row, ensure_ascii=False)
+        if not reqs:
+            problems.append("id %d: no request arrived; expected %s" % (cid, want))
+            continue
+        last = reqs[-1]
+        if not is_2xx(last):
+            problems.append("id %d: last request %s is not a success; expected %s" % (
+                cid, _describe(last), want))
+        elif row is None and last["method"] != "DELETE":
+            problems.append("id %d: deleted last, but the last request is %s" % (
+                cid, _describe(last)))
+        elif row is not None and (last["method"] != "PUT" or request_body(last) != row):
+            problems.append("id %d: last request %s; expected %s" % (
+                cid, _describe(last), want))
+    return problems
+
+
+def lost_changes(by_id, writer, ids):
+    """The changes of each id that never got a 2xx answer: every committed
+    insert and update (by version) and every delete (counted by distinct
+    Idempotency-Key) must have arrived at least once."""
+    problems = []
+    for cid in sorted(ids):
+        ok = [r for r in by_id.get(cid, []) if is_2xx(r)]
+        got = {(request_body(r) or {}).get("version") for r in ok if r["method"] == "PUT"}
+        want = [v for op, v in writer.history[cid] if op != "d"]
+        missing = [v for v in want if v not in got]
+        if missing:
+            problems.append("id %d: versions %s never arrived (of %d)" % (
+                cid, missing[:10], len(want)))
+        deletes = len({r["headers"].get("idempotency-key") for r in ok
+                       if r["method"] == "DELETE"})
+        want_d = sum(1 for op, _ in writer.history[cid] if op == "d")
+        if deletes < want_d:
+            problems.append("id %d: %d deletes committed, %d arrived" % (cid, want_d, deletes))
+    return problems
+
+
+def order_problems(by_id, writer, ids):
+    """Requests of one id that arrived before a request for an earlier
+    change of that id (every attempt counts, retries included): each PUT
+    is placed by its version in the id's history, each DELETE at the first
+    delete not before the previous request."""
+    problems = []
+    for cid in sorted(ids):
+        hist = writer.history[cid]
+        where = {v: i for i, (op, v) in enumerate(hist) if op != "d"}
+        deletes = [i for i, (op, _) in enumerate(hist) if op == "d"]
+        pos, prev = 0, None
+        for r in by_id.get(cid, []):
+            if r["method"] == "DELETE":
+                later = [i for i in deletes if i >= pos]
+                if not later:
+                    problems.append("id %d: %s arrived after %s, with no delete left in "
+                                    "its history %s" % (cid, _describe(r), _describe(prev), hist))
+                    break
+                idx = later[0]
+            else:
+                version = (request_body(r) or {}).get("version")
+                if version not in where:
+                    problems.append("id %d: %s carries a version never written" % (
+                        cid, _describe(r)))
+                    break
+                idx = where[version]
+                if idx < pos:
+                    problems.append("id %d: %s (change %d of its history) arrived after %s "
+                                    "(change %d)" % (cid, _describe(r), idx, _describe(prev), pos))
+                    break
+            pos, prev = idx, r
+    return problems
+
+
+def idempotency_problems(requests):
+    """Requests without an Idempotency-Key, and keys shared by requests
+    that differ (a retry must repeat its request)."""
+    problems, seen = [], {}
+    for r in requests:
+        key = r["headers"].get("idempotency-key")
+        if not key:
+            problems.append("no Idempotency-Key: %s" % _describe(r))
+            continue
+        sig = (r["method"], r["path"], r["body"])
+        if seen.setdefault(key, sig) != sig:
+            problems.append("Idempotency-Key %s on different requests: %s and %s" % (
+                key, seen[key], _describe(r)))
+    return problems
+
+
+def duplicate_count(requests):
+    """(Idempotency-Keys answered 2xx more than once, extra 2xx requests)."""
+    counts = collections.Counter(r["headers"].get("idempotency-key")
+                                 for r in requests if is_2xx(r))
+    dups = {k: n for k, n in counts.items() if n > 1}
+    return len(dups), sum(n - 1 for n in dups.values())
+
+
+def wait_converged(receiver, writer, ids, timeout, procs=()):
+    """Polls the receiver until every id's final state arrived; fails,
+    naming the ids still behind, after `timeout` seconds or as soon as one
+    of `procs` exited. Returns customer_requests()."""
+    deadline = time.monotonic() + timeout
+    while True:
+        by_id = customer_requests(receiver)
+        problems = final_state_problems(by_id, writer, ids)
+        if not problems:
+            return by_id
+        for p in procs:
+            p.assert_running()
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                "timed out after %.0fs waiting for the final state of every id: %d of %d "
+                "not there; first ones:\n  %s" % (timeout, len(problems), len(ids),
+                                                  "\n  ".join(problems[:15])))
+        time.sleep(0.25)

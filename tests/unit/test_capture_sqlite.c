@@ -223,7 +223,8 @@ static void test_install_subscribed_pairs(void **state)
         names = app_list(f, "SELECT name FROM sqlite_master WHERE "
                             "type='table' AND name LIKE '\\_syncfleet%' "
                             "ESCAPE '\\' ORDER BY name");
-        assert_string_equal(names, "_syncfleet_log,_syncfleet_meta");
+        assert_string_equal(names, "_syncfleet_log,_syncfleet_meta,"
+                                   "_syncfleet_writeback");
         free(names);
         names = app_list(f, "PRAGMA journal_mode");
         assert_string_equal(names, "wal");
@@ -435,7 +436,7 @@ static void test_reinstall_after_change(void **state)
                             "name='_syncfleet_customers_update'") == upd_rowid);
         sql = app_list(f, "SELECT sql FROM sqlite_master WHERE "
                           "name='_syncfleet_sales_orders_update'");
-        assert_null(strstr(sql, "SELECT 1"));
+        assert_null(strstr(sql, "BEGIN SELECT 1;"));
         assert_non_null(strstr(sql, "_syncfleet_log"));
         free(sql);
 
@@ -585,6 +586,85 @@ static void test_wide_table(void **state)
         sf_capture_close(c);
 }
 
+/* A transaction that marks itself in _syncfleet_writeback (as syncfleet's
+ * own write-back does) is not captured; the application's writes around it
+ * are. */
+static void test_writeback_not_captured(void **state)
+{
+        fixture_t *f = *state;
+        sf_capture_t *c = open_installed(f);
+        sf_change_t ch[8];
+        int n;
+
+        app_exec(f, "INSERT INTO customers VALUES(1, 'Ann', 1, NULL, NULL);"
+                    "BEGIN;"
+                    "INSERT INTO _syncfleet_writeback VALUES('syncfleet');"
+                    "UPDATE customers SET score=99 WHERE id=1;"
+                    "DELETE FROM _syncfleet_writeback;"
+                    "COMMIT;"
+                    "UPDATE customers SET name='Anne' WHERE id=1;");
+        n = poll_all(c, ch, 8);
+        assert_int_equal(n, 2);
+        assert_int_equal(ch[0].op, SF_OP_CREATE);
+        assert_int_equal(ch[1].op, SF_OP_UPDATE);
+        /* the application's update carries the written-back value */
+        assert_json(ch[1].before, "{\"id\":1,\"name\":\"Ann\",\"note\":null,"
+                                  "\"photo\":null,\"score\":99}");
+        clear_changes(ch, n);
+        sf_capture_close(c);
+}
+
+/* The same through the real pipeline loader: what gets installed follows
+ * sf_config_captured_events, redirect included. */
+static void test_loaded_pipeline(void **state)
+{
+        fixture_t *f = *state;
+        char *yaml, *errors = NULL, *names;
+        sf_config_t *cfg;
+        sf_capture_t *c;
+        char err[512] = "";
+
+        yaml = sf_asprintf(
+            "version: 1\n"
+            "name: capture-test\n"
+            "source: { type: sqlite, path: %s }\n"
+            "tables:\n"
+            "  customers: { key: [id] }\n"
+            "  sales_orders: { key: [id] }\n"
+            "  sales_lines:\n"
+            "    key: [id]\n"
+            "    parent: { table: sales_orders, key: { id: order_id } }\n"
+            "connectors:\n"
+            "  out: { type: file, dir: %s/out }\n"
+            "messages:\n"
+            "  customer-out:\n"
+            "    trigger: { table: customers, events: [delete] }\n"
+            "    target: { connector: out }\n"
+            "    mapping: { id: \"{{id}}\" }\n"
+            "  order-out:\n"
+            "    trigger: { table: sales_orders, events: [insert, update] }\n"
+            "    target: { connector: out }\n"
+            "    mapping: { id: \"{{id}}\" }\n",
+            f->path, f->dir);
+        cfg = sf_config_load_string("capture-test.yaml", yaml, &errors);
+        if (!cfg)
+                fail_msg("%s", errors);
+        c = sf_capture_open(cfg, err, sizeof(err));
+        assert_non_null(c);
+        assert_int_equal(sf_capture_install(c, err, sizeof(err)), 0);
+        names = app_list(f, TRIGGERS_SQL);
+        assert_string_equal(names, "_syncfleet_customers_delete,"
+                                   "_syncfleet_sales_lines_delete,"
+                                   "_syncfleet_sales_lines_insert,"
+                                   "_syncfleet_sales_lines_update,"
+                                   "_syncfleet_sales_orders_insert,"
+                                   "_syncfleet_sales_orders_update");
+        free(names);
+        sf_capture_close(c);
+        sf_config_destroy(cfg);
+        free(yaml);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -605,6 +685,10 @@ int main(void)
                                             teardown),
             cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
             cmocka_unit_test_setup_teardown(test_wide_table, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_writeback_not_captured, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_loaded_pipeline, setup,
+                                            teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

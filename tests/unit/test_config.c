@@ -230,7 +230,7 @@ static const char webshop_summary[] =
     "kafka: embedded; topics webshop.sync-log, webshop.outbound.message, "
     "webshop.outbound.webservice, webshop.dlq (3 partitions)\n"
     "source: sqlite " SF_SOURCE_DIR "/examples/webshop/erp.db\n"
-    "router: coalesce 0 ms, delay 0 ms\n"
+    "router: coalesce 300 ms, delay 0 ms\n"
     "captured table events:\n"
     "  customers: insert, update, delete\n"
     "    insert -> message customer-to-webshop\n"

@@ -102,7 +102,7 @@ static fixture_t *fixture_new(sf_file_format_t format)
         f->cfg.type = SF_CONN_FILE;
         f->cfg.dir = f->dir;
         f->cfg.format = format;
-        f->conn = ops()->open(&f->cfg, NULL, err, sizeof(err));
+        f->conn = ops()->open(&f->cfg, NULL, NULL, err, sizeof(err));
         assert_non_null(f->conn);
         return f;
 }
@@ -188,7 +188,7 @@ static void test_jsonl_appends_lines(void **state)
 
         /* a later connector appends to the same file */
         ops()->close(f->conn);
-        f->conn = ops()->open(&f->cfg, NULL, NULL, 0);
+        f->conn = ops()->open(&f->cfg, NULL, NULL, NULL, 0);
         assert_non_null(f->conn);
         assert_int_equal(
             send_doc(f, "order-to-archive", NULL, "{\"id\":3}", &d[0]), 0);
@@ -358,7 +358,7 @@ static void test_unwritable_dir_retry(void **state)
         assert_int_equal(send_doc(f, "orders", NULL, "{\"id\":1}", &d), 0);
         jcfg = f->cfg;
         jcfg.format = SF_FILE_JSON;
-        jconn = ops()->open(&jcfg, NULL, NULL, 0);
+        jconn = ops()->open(&jcfg, NULL, NULL, NULL, 0);
         assert_non_null(jconn);
         req =
             (sf_request_t){.action = "orders", .path = "o-1.json", .body = doc};

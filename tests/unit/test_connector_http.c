@@ -387,7 +387,7 @@ static sf_connector_cfg_t base_cfg(void)
 static sf_conn_t *open_conn(const sf_connector_cfg_t *cfg)
 {
         char err[256] = "";
-        sf_conn_t *c = ops()->open(cfg, NULL, err, sizeof(err));
+        sf_conn_t *c = ops()->open(cfg, NULL, NULL, err, sizeof(err));
 
         if (!c)
                 fail_msg("open: %s", err);
@@ -896,7 +896,7 @@ static void test_bad_requests_refused(void **state)
 
         cfg.headers = &hdr;
         cfg.header_cnt = 1;
-        assert_null(ops()->open(&cfg, NULL, err, sizeof(err)));
+        assert_null(ops()->open(&cfg, NULL, NULL, err, sizeof(err)));
         assert_string_equal(err, "connector webshop: header X-Bad: not a valid "
                                  "header name or value");
 }
