@@ -237,8 +237,11 @@ class Postgres:
         self.sql('CREATE DATABASE "%s"' % name)
 
     def wal_lsn(self):
-        """The current WAL insert position: past every commit so far."""
-        return lsn(self.value("SELECT pg_current_wal_insert_lsn()"))
+        """The WAL flush position: past every commit so far (commits are
+        synchronous), and as far as a WAL sender can stream. The insert
+        position may be ahead by records nothing flushes while the server
+        is idle."""
+        return lsn(self.value("SELECT pg_current_wal_flush_lsn()"))
 
     def slot(self, name="syncfleet"):
         """The slot's row of pg_replication_slots as a dict (None when absent):

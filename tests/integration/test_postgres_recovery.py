@@ -16,7 +16,7 @@ import sftest
 
 
 class FlushSampler:
-    """Samples, every few tens of milliseconds, the slot's
+    """Samples, about every 150 ms, the slot's
     confirmed_flush_lsn and right after it the sync-log's end offsets: every
     record below those offsets was delivered before the sample ended."""
 
@@ -36,7 +36,7 @@ class FlushSampler:
                 if s and s["confirmed_flush_lsn"] is not None:
                     ends = sfpg.end_offsets(bootstrap, topic, partitions)
                     self.samples.append((s["confirmed_flush_lsn"], ends))
-                time.sleep(0.02)
+                time.sleep(0.1)
         except Exception as e:  # noqa: BLE001 - reported by stop()
             self._error = e
 
@@ -84,8 +84,9 @@ class RecoveryTest(sfpg.PgTestCase):
                        db=self.db)
         second = self.producer(pipeline, name="producer-2")
         self.wait_flushed(timeout=120)
-        second.stop()
         samples = sampler.stop()
+        samples.append(sampler.sample_now())  # at least one after the end
+        second.stop()
         recs = log.wait(lambda rs: len({r["event_id"] for r in rs}) >= n + 60, 30)
 
         # nothing lost
@@ -124,7 +125,7 @@ class RecoveryTest(sfpg.PgTestCase):
         for eid, (p, off, tx_lsn) in first_seen.items():
             parts = need.setdefault(tx_lsn, {})
             parts[p] = max(parts.get(p, -1), off)
-        self.assertGreater(len(samples), 10)
+        self.assertGreater(len(samples), 3)
         big_lsn = sfpg.lsn(next(r for r in recs if big(r))["value"]["source"]["lsn"])
         confirmed_big = False
         for flush, ends in samples + [(flush_at_kill, ends_at_kill)]:
