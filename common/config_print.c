@@ -205,6 +205,19 @@ static void print_actions(FILE *f, const sf_config_t *cfg,
         }
 }
 
+/* Whether some action filters updates by the fields it uses. */
+static int checks_used_fields(const sf_config_t *cfg)
+{
+        for (size_t i = 0; i < cfg->action_cnt; i++) {
+                const sf_trigger_cfg_t *tr = &cfg->actions[i].trigger;
+
+                if ((tr->events & SF_EV_UPDATE) && tr->check_used_fields &&
+                    cfg->actions[i].used_fields_cnt)
+                        return 1;
+        }
+        return 0;
+}
+
 void sf_config_print_summary(const sf_config_t *cfg, void *file)
 {
         FILE *f = file;
@@ -237,6 +250,14 @@ void sf_config_print_summary(const sf_config_t *cfg, void *file)
         fprintf(f, "router: coalesce %d ms, delay %d ms\n",
                 cfg->router.coalesce_ms, cfg->router.delay_ms);
         print_tables(f, cfg);
+        if (cfg->source.type == SF_SOURCE_POSTGRES && checks_used_fields(cfg))
+                fputs("note: PostgreSQL sends an update's whole before image "
+                      "only for tables with\n"
+                      "  REPLICA IDENTITY FULL; otherwise it sends the key, "
+                      "a used field missing\n"
+                      "  from it counts as changed, and every update of such "
+                      "a table is exported\n",
+                      f);
         print_connectors(f, cfg);
         print_actions(f, cfg, SF_KIND_MESSAGE);
         print_actions(f, cfg, SF_KIND_WEBSERVICE);

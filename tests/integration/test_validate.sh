@@ -114,6 +114,30 @@ expect_rc missing 2
 expect_file missing err "$tmp/nope.yaml: No such file or directory
 "
 
+# A PostgreSQL source: the summary says what check_used_fields can see.
+cat > "$tmp/pg.yaml" <<'YAML'
+version: 1
+name: pg
+source: { type: postgres, dsn: "host=db.invalid dbname=erp" }
+tables:
+  customers: { key: [id] }
+connectors:
+  out: { type: file, dir: ./out }
+messages:
+  m:
+    trigger: { table: customers, events: [update] }
+    target: { connector: out }
+    mapping: { name: "{{name}}" }
+YAML
+run pg validate -c "$tmp/pg.yaml"
+expect_rc pg 0
+if ! grep -qxF "note: PostgreSQL sends an update's whole before image only for tables with" "$tmp/pg.out" ||
+   ! grep -qxF "  REPLICA IDENTITY FULL; otherwise it sends the key, a used field missing" "$tmp/pg.out"; then
+  echo "FAIL pg: the summary does not explain partial before images" >&2
+  cat "$tmp/pg.out" >&2
+  failures=$((failures + 1))
+fi
+
 if [ "$failures" -ne 0 ]; then
   echo "test_validate: $failures failure(s)" >&2
   exit 1
