@@ -256,7 +256,8 @@ static int pg_prepare_slot(pg_capture_t *c, PGconn *sql, char *errstr,
                 sf_warn(PG_COMPONENT,
                         "the initial snapshot of slot \"%s\" never "
                         "completed: dropping the slot and taking the "
-                        "snapshot again",
+                        "snapshot again (rows deleted since the first one "
+                        "are missing from it, without a delete event)",
                         c->slot);
                 rc = sf_pg_slot_drop(sql, c->slot, errstr, errstr_size);
                 info.exists = 0;

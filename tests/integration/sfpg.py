@@ -420,14 +420,15 @@ class PgTestCase(sftest.TestCase):
             self.wait_log(proc, r"streaming slot", timeout=60)
         return proc
 
-    def wait_log(self, proc, pattern, timeout=30, count=1):
+    def wait_log(self, proc, pattern, timeout=30, count=1, interval=0.05):
         regex = re.compile(pattern)
 
         def found():
             proc.assert_running()
             return len(regex.findall(proc.stderr())) >= count
         try:
-            sftest.wait_for(found, timeout, "%s to log %r" % (proc.name, pattern))
+            sftest.wait_for(found, timeout, "%s to log %r" % (proc.name, pattern),
+                            interval=interval)
         except AssertionError as e:
             raise AssertionError("%s\n%s" % (e, proc.tail())) from None
 

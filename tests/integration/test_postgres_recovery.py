@@ -211,23 +211,29 @@ class RecoveryTest(sfpg.PgTestCase):
         """The same during the initial snapshot: the snapshot is read again
         from the first table not delivered, from the same exported snapshot,
         and completes."""
+        n = 50000
         self.sql("CREATE TABLE t(id int PRIMARY KEY, v int);"
-                 "INSERT INTO t SELECT g, 0 FROM generate_series(1, 3000) g")
+                 "INSERT INTO t SELECT g, 0 FROM generate_series(1, %d) g" % n)
+        log = self.sync_log()
+        # the broker is frozen as soon as the producer is up (it checks the
+        # cluster's topics before the first read), while the snapshot is
+        # being read and sent
+        proc = self.producer(self.write_pipeline(
+            {"t": ["insert", "update"]}, snapshot="initial",
+            kafka_config={"message.timeout.ms": "1500"}), wait_streaming=False)
+        self.wait_log(proc, r"publishing changes", timeout=60, interval=0.002)
         self.brk.proc.signal(signal.SIGSTOP)
         try:
-            proc = self.producer(self.write_pipeline(
-                {"t": ["insert", "update"]}, snapshot="initial",
-                kafka_config={"message.timeout.ms": "1500"}), wait_streaming=False)
+            self.assertNotIn("complete", proc.stderr(), "the snapshot was faster than the test")
             self.wait_log(proc, r"resending the changes after position", timeout=60)
             self.sql("UPDATE t SET v = 1 WHERE id = 7")
         finally:
             self.brk.proc.signal(signal.SIGCONT)
-        log = self.sync_log()
         self.wait_log(proc, r"snapshot at \S+ complete", timeout=60)
         self.wait_flushed(timeout=60)
-        recs = log.wait(lambda rs: len({r["event_id"] for r in rs}) >= 3001, 30)
+        recs = log.wait(lambda rs: len({r["event_id"] for r in rs}) >= n + 1, 30)
         self.assertEqual({r["key"]["key"]["id"] for r in recs if r["value"]["op"] == "r"},
-                         set(range(1, 3001)))
+                         set(range(1, n + 1)))
         upd = [r for r in recs if r["value"]["op"] == "u"]
         self.assertEqual([r["value"]["after"] for r in upd][-1:], [{"id": 7, "v": 1}])
         proc.stop()
