@@ -176,6 +176,8 @@ class SnapshotTest(sfpg.PgTestCase):
         self.wait_flushed()
         third.stop()
         self.assertNotIn("snapshot at", third.stderr())
+        # delivered is not yet read back: wait for the last change too
+        log.wait_count(1, where=lambda r: r["key"]["key"]["id"] == self.ROWS + 1)
         recs = log.records()
         snaps = {}
         for r in recs:

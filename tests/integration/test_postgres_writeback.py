@@ -73,6 +73,8 @@ class WriteBackTest(sfpg.PgTestCase):
         w3.run("UPDATE customers SET credit = 1 WHERE id = 3")
         self.sql("DELETE FROM customers WHERE id = 1")
         self.wait_flushed()
+        # delivered is not yet read back: wait for the reader too
+        log.wait_count(5, timeout=60)
         recs = sfpg.ordered(log.records())
         got = [(r["value"]["op"], r["key"]["key"]["id"]) for r in recs]
         self.assertEqual(got, [("c", 1), ("c", 2), ("u", 2), ("c", 3), ("d", 1)])
