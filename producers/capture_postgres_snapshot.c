@@ -33,16 +33,16 @@ struct sf_pg_snapshot {
         char lsn_text[24];
         uint64_t consistent;
         const sf_pg_table_t *tables;
-        size_t *todo; /* indices into tables of those read */
-        size_t todo_cnt;
-        size_t cur; /* index into todo */
+        size_t *work; /* indices into tables of those read */
+        size_t work_cnt;
+        size_t cur; /* index into work */
         int cursor_open;
         PGresult *batch;
         int row;
         int *coltypes;       /* of the current batch */
         uint64_t rows;       /* handed out, every table, every pass */
         uint64_t table_rows; /* handed out, this table, this pass */
-        uint64_t *read;      /* per todo entry: rows of its last full pass */
+        uint64_t *read;      /* per work entry: rows of its last full pass */
         double estimate;     /* pg_class.reltuples of this table, or -1 */
         int64_t started_ms;
         int64_t progress_ms;
@@ -57,24 +57,24 @@ static void snap_progress(sf_pg_snapshot_t *s, int final)
         const char *name;
         int64_t now = sf_mono_ms();
 
-        if (!s->tty || s->cur >= s->todo_cnt)
+        if (!s->tty || s->cur >= s->work_cnt)
                 return;
         if (!final && now - s->progress_ms < SNAP_PROGRESS_MS)
                 return;
         s->progress_ms = now;
-        name = s->tables[s->todo[s->cur]].name;
+        name = s->tables[s->work[s->cur]].name;
         if (s->estimate > 0 && !final) {
                 double pct = 100.0 * (double)s->table_rows / s->estimate;
 
                 fprintf(stderr,
                         "\rsnapshot %zu/%zu %s: %llu of ~%.0f rows (%.0f%%)"
                         "   ",
-                        s->cur + 1, s->todo_cnt, name,
+                        s->cur + 1, s->work_cnt, name,
                         (unsigned long long)s->table_rows, s->estimate,
                         pct > 99 ? 99 : pct);
         } else {
                 fprintf(stderr, "\rsnapshot %zu/%zu %s: %llu rows%s   ",
-                        s->cur + 1, s->todo_cnt, name,
+                        s->cur + 1, s->work_cnt, name,
                         (unsigned long long)s->table_rows,
                         final ? ", done\n" : "");
         }
@@ -87,7 +87,7 @@ void sf_pg_snapshot_destroy(sf_pg_snapshot_t *s)
                 return;
         PQclear(s->batch);
         PQfinish(s->conn); /* rolls the snapshot's transaction back */
-        free(s->todo);
+        free(s->work);
         free(s->read);
         free(s->coltypes);
         free(s->dsn);
@@ -107,11 +107,11 @@ sf_pg_snapshot_t *sf_pg_snapshot_new(const char *dsn, const char *name,
         s->consistent = consistent;
         sf_pg_lsn_format(consistent, s->lsn_text, sizeof(s->lsn_text));
         s->tables = tables;
-        s->todo = sf_calloc(cnt ? cnt : 1, sizeof(*s->todo));
+        s->work = sf_calloc(cnt ? cnt : 1, sizeof(*s->work));
         s->read = sf_calloc(cnt ? cnt : 1, sizeof(*s->read));
         for (size_t i = 0; i < cnt; i++)
                 if (tables[i].events & SF_EV_INSERT)
-                        s->todo[s->todo_cnt++] = i;
+                        s->work[s->work_cnt++] = i;
         s->db = db;
         s->sysid = sysid;
         s->dsn = sf_strdup(dsn);
@@ -135,7 +135,7 @@ sf_pg_snapshot_t *sf_pg_snapshot_new(const char *dsn, const char *name,
         sf_info(PG_COMPONENT,
                 "snapshot at %s: reading %zu of %zu captured tables (those "
                 "with an insert subscriber)",
-                s->lsn_text, s->todo_cnt, cnt);
+                s->lsn_text, s->work_cnt, cnt);
         return s;
 fail:
         sf_pg_snapshot_destroy(s);
@@ -145,7 +145,7 @@ fail:
 static int snap_open_table(sf_pg_snapshot_t *s, char *errstr,
                            size_t errstr_size)
 {
-        const sf_pg_table_t *t = &s->tables[s->todo[s->cur]];
+        const sf_pg_table_t *t = &s->tables[s->work[s->cur]];
         char *qs = sf_pg_quote_ident(s->conn, t->schema);
         char *qt = sf_pg_quote_ident(s->conn, t->relname);
         char *sql = sf_asprintf("DECLARE sf_snapshot NO SCROLL CURSOR FOR "
@@ -262,8 +262,8 @@ int sf_pg_snapshot_read(sf_pg_snapshot_t *s, sf_change_t *out, int *table_idx,
 {
         int n = 0;
 
-        while (n < max && s->cur < s->todo_cnt) {
-                const sf_pg_table_t *t = &s->tables[s->todo[s->cur]];
+        while (n < max && s->cur < s->work_cnt) {
+                const sf_pg_table_t *t = &s->tables[s->work[s->cur]];
 
                 if (!s->cursor_open && snap_open_table(s, errstr, errstr_size))
                         return -1;
@@ -285,7 +285,7 @@ int sf_pg_snapshot_read(sf_pg_snapshot_t *s, sf_change_t *out, int *table_idx,
                         }
                 }
                 snap_row(s, t, &out[n]);
-                table_idx[n] = (int)s->todo[s->cur];
+                table_idx[n] = (int)s->work[s->cur];
                 n++;
         }
         snap_progress(s, 0);
@@ -294,7 +294,7 @@ int sf_pg_snapshot_read(sf_pg_snapshot_t *s, sf_change_t *out, int *table_idx,
 
 int sf_pg_snapshot_done(const sf_pg_snapshot_t *s)
 {
-        return s->cur >= s->todo_cnt;
+        return s->cur >= s->work_cnt;
 }
 
 int sf_pg_snapshot_restart(sf_pg_snapshot_t *s, int from, char *errstr,
@@ -303,7 +303,7 @@ int sf_pg_snapshot_restart(sf_pg_snapshot_t *s, int from, char *errstr,
         if (snap_close_table(s, errstr, errstr_size))
                 return -1;
         s->cur = 0;
-        while (s->cur < s->todo_cnt && (int)s->todo[s->cur] < from)
+        while (s->cur < s->work_cnt && (int)s->work[s->cur] < from)
                 s->cur++;
         return 0;
 }
@@ -336,7 +336,7 @@ int sf_pg_snapshot_finish(sf_pg_snapshot_t *s, const char *slot, char *errstr,
         if (!rc) {
                 uint64_t rows = 0;
 
-                for (size_t i = 0; i < s->todo_cnt; i++)
+                for (size_t i = 0; i < s->work_cnt; i++)
                         rows += s->read[i];
                 sf_info(PG_COMPONENT,
                         "snapshot at %s complete: %llu rows delivered",
