@@ -146,12 +146,14 @@ static cJSON *sf_row_json(sqlite3_stmt *st)
                             (const char *)sqlite3_column_text(st, i));
                         break;
                 case SQLITE_BLOB: {
+                        /* upper-case hex, as the capture's hex() writes
+                         * it, so event images and reads agree */
                         const unsigned char *p = sqlite3_column_blob(st, i);
                         int len = sqlite3_column_bytes(st, i);
                         char *hex = sf_malloc((size_t)len * 2 + 1);
 
                         for (int j = 0; j < len; j++)
-                                snprintf(hex + 2 * j, 3, "%02x", p[j]);
+                                snprintf(hex + 2 * j, 3, "%02X", p[j]);
                         hex[2 * len] = '\0';
                         v = cJSON_CreateString(hex);
                         free(hex);
