@@ -30,6 +30,7 @@
 
 #include "capture.h"
 #include "log.h"
+#include "sql.h"
 #include "sf.h"
 
 #define SQ_COMPONENT "capture-sqlite"
@@ -95,20 +96,7 @@ static int sq_prepare(sq_capture_t *c, const char *sql, sqlite3_stmt **stmt,
         return -1;
 }
 
-/* "name" with embedded quotes doubled: any table or column name is safe
- * in the generated SQL. */
-static void sq_ident(sf_buf_t *b, const char *name)
-{
-        sf_buf_append(b, "\"", 1);
-        for (const char *p = name; *p; p++) {
-                if (*p == '"')
-                        sf_buf_append(b, "\"\"", 2);
-                else
-                        sf_buf_append(b, p, 1);
-        }
-        sf_buf_append(b, "\"", 1);
-}
-
+/* 'text' with embedded quotes doubled, for values in generated SQL. */
 static void sq_literal(sf_buf_t *b, const char *s)
 {
         sf_buf_append(b, "'", 1);
@@ -126,11 +114,11 @@ static void sq_literal(sf_buf_t *b, const char *s)
 static void sq_col_value(sf_buf_t *b, const char *row, const char *col)
 {
         sf_buf_printf(b, "CASE WHEN typeof(%s.", row);
-        sq_ident(b, col);
+        sf_sql_ident(b, col);
         sf_buf_printf(b, ")='blob' THEN hex(%s.", row);
-        sq_ident(b, col);
+        sf_sql_ident(b, col);
         sf_buf_printf(b, ") ELSE %s.", row);
-        sq_ident(b, col);
+        sf_sql_ident(b, col);
         sf_buf_append(b, " END", 4);
 }
 
@@ -200,9 +188,9 @@ static char *sq_trigger_sql(const char *name, const char *table, size_t e,
 
         sf_buf_init(&b, 0);
         sf_buf_append(&b, "CREATE TRIGGER ", 15);
-        sq_ident(&b, name);
+        sf_sql_ident(&b, name);
         sf_buf_printf(&b, " AFTER %s ON ", sq_events[e].sql_event);
-        sq_ident(&b, table);
+        sf_sql_ident(&b, table);
         sf_buf_printf(
             &b, " FOR EACH ROW WHEN NOT EXISTS (SELECT 1 FROM " SQ_WRITEBACK
                 ") BEGIN INSERT INTO " SQ_LOG
@@ -346,7 +334,7 @@ static int sq_drop_trigger(sq_capture_t *c, const char *name, char *errstr,
 
         sf_buf_init(&b, 0);
         sf_buf_append(&b, "DROP TRIGGER IF EXISTS ", 23);
-        sq_ident(&b, name);
+        sf_sql_ident(&b, name);
         rc = sq_exec(c, b.data, errstr, errstr_size);
         sf_buf_free(&b);
         return rc;

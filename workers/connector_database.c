@@ -26,6 +26,7 @@
 
 #include "capture_postgres.h"
 #include "log.h"
+#include "sql.h"
 
 #define DB_WRITEBACK  "_syncfleet_writeback"
 #define DB_BUSY_MS    5000
@@ -41,21 +42,6 @@ struct sf_conn {
 };
 
 /* --- the statement, shared by both databases ---------------------------- */
-
-/* Appends NAME as an identifier; "schema.table" is quoted part by part. */
-static void db_ident(sf_buf_t *b, const char *name)
-{
-        sf_buf_append(b, "\"", 1);
-        for (const char *p = name; *p; p++) {
-                if (*p == '"')
-                        sf_buf_append(b, "\"", 1);
-                if (*p == '.')
-                        sf_buf_append(b, "\".\"", 3);
-                else
-                        sf_buf_append(b, p, 1);
-        }
-        sf_buf_append(b, "\"", 1);
-}
 
 static int db_is_key(const sf_target_cfg_t *t, const char *col)
 {
@@ -103,10 +89,10 @@ static int db_build(const sf_target_cfg_t *t, const cJSON *doc, db_stmt_t *s,
                 }
         if (!strcmp(op, "delete")) {
                 sf_buf_printf(&s->sql, "DELETE FROM ");
-                db_ident(&s->sql, t->table);
+                sf_sql_table(&s->sql, t->table);
         } else if (!strcmp(op, "update")) {
                 sf_buf_printf(&s->sql, "UPDATE ");
-                db_ident(&s->sql, t->table);
+                sf_sql_table(&s->sql, t->table);
                 sf_buf_printf(&s->sql, " SET ");
                 cJSON_ArrayForEach(f, doc)
                 {
@@ -114,7 +100,7 @@ static int db_build(const sf_target_cfg_t *t, const cJSON *doc, db_stmt_t *s,
                                 continue;
                         if (n++)
                                 sf_buf_printf(&s->sql, ", ");
-                        db_ident(&s->sql, f->string);
+                        sf_sql_ident(&s->sql, f->string);
                         sf_buf_printf(&s->sql, " = ");
                         db_param(s, f);
                 }
@@ -127,13 +113,13 @@ static int db_build(const sf_target_cfg_t *t, const cJSON *doc, db_stmt_t *s,
                 }
         } else {
                 sf_buf_printf(&s->sql, "INSERT INTO ");
-                db_ident(&s->sql, t->table);
+                sf_sql_table(&s->sql, t->table);
                 sf_buf_printf(&s->sql, " (");
                 cJSON_ArrayForEach(f, doc)
                 {
                         if (n++)
                                 sf_buf_printf(&s->sql, ", ");
-                        db_ident(&s->sql, f->string);
+                        sf_sql_ident(&s->sql, f->string);
                 }
                 sf_buf_printf(&s->sql, ") VALUES (");
                 n = 0;
@@ -151,7 +137,7 @@ static int db_build(const sf_target_cfg_t *t, const cJSON *doc, db_stmt_t *s,
                         for (size_t i = 0; i < t->key_cnt; i++) {
                                 if (i)
                                         sf_buf_printf(&s->sql, ", ");
-                                db_ident(&s->sql, t->key[i]);
+                                sf_sql_ident(&s->sql, t->key[i]);
                         }
                         sf_buf_printf(&s->sql, ") DO ");
                         cJSON_ArrayForEach(f, doc)
@@ -160,9 +146,9 @@ static int db_build(const sf_target_cfg_t *t, const cJSON *doc, db_stmt_t *s,
                                         continue;
                                 sf_buf_printf(&s->sql,
                                               m++ ? ", " : "UPDATE SET ");
-                                db_ident(&s->sql, f->string);
+                                sf_sql_ident(&s->sql, f->string);
                                 sf_buf_printf(&s->sql, " = excluded.");
-                                db_ident(&s->sql, f->string);
+                                sf_sql_ident(&s->sql, f->string);
                         }
                         if (!m)
                                 sf_buf_printf(&s->sql, "NOTHING");
@@ -170,7 +156,7 @@ static int db_build(const sf_target_cfg_t *t, const cJSON *doc, db_stmt_t *s,
         }
         for (size_t i = 0; keyed && i < t->key_cnt; i++) {
                 sf_buf_printf(&s->sql, i ? " AND " : " WHERE ");
-                db_ident(&s->sql, t->key[i]);
+                sf_sql_ident(&s->sql, t->key[i]);
                 sf_buf_printf(&s->sql, " = ");
                 db_param(s, cJSON_GetObjectItemCaseSensitive(doc, t->key[i]));
         }
@@ -200,28 +186,6 @@ static int db_sqlite_marked(sf_conn_t *c)
                 c->marked = 1;
         sqlite3_finalize(st);
         return c->marked;
-}
-
-static void db_sqlite_bind(sqlite3_stmt *st, int idx, const cJSON *v)
-{
-        if (cJSON_IsString(v))
-                sqlite3_bind_text(st, idx, v->valuestring, -1,
-                                  SQLITE_TRANSIENT);
-        else if (cJSON_IsNumber(v) &&
-                 v->valuedouble == (double)(int64_t)v->valuedouble)
-                sqlite3_bind_int64(st, idx, (int64_t)v->valuedouble);
-        else if (cJSON_IsNumber(v))
-                sqlite3_bind_double(st, idx, v->valuedouble);
-        else if (cJSON_IsBool(v))
-                sqlite3_bind_int(st, idx, cJSON_IsTrue(v));
-        else if (!v || cJSON_IsNull(v))
-                sqlite3_bind_null(st, idx);
-        else {
-                char *json = cJSON_PrintUnformatted(v);
-
-                sqlite3_bind_text(st, idx, json, -1, SQLITE_TRANSIENT);
-                free(json);
-        }
 }
 
 static sf_status_t db_sqlite_status(int rc)
@@ -257,7 +221,7 @@ static sf_status_t db_sqlite_write(sf_conn_t *c, const sf_target_cfg_t *t,
         rc = sqlite3_prepare_v2(c->sqlite, s->sql.data, -1, &stmt, NULL);
         if (rc == SQLITE_OK) {
                 for (int i = 0; i < s->nparams; i++)
-                        db_sqlite_bind(stmt, i + 1, s->params[i]);
+                        sf_sqlite_bind_json(stmt, i + 1, s->params[i]);
                 rc = sqlite3_step(stmt);
         }
         if (rc != SQLITE_DONE) {

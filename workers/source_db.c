@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "map.h"
+#include "sql.h"
 
 struct sf_source_db {
         sqlite3 *sqlite;
@@ -63,18 +64,6 @@ void sf_source_db_close(sf_source_db_t *db)
         free(db);
 }
 
-/* Appends "name" quoted as an SQL identifier. */
-static void sf_sql_ident(sf_buf_t *b, const char *name)
-{
-        sf_buf_append(b, "\"", 1);
-        for (const char *p = name; *p; p++) {
-                if (*p == '"')
-                        sf_buf_append(b, "\"", 1);
-                sf_buf_append(b, p, 1);
-        }
-        sf_buf_append(b, "\"", 1);
-}
-
 static sf_status_t sf_prepare(sf_source_db_t *db, const char *sql,
                               sqlite3_stmt **out, char *errstr,
                               size_t errstr_size)
@@ -100,27 +89,17 @@ static sf_status_t sf_prepare(sf_source_db_t *db, const char *sql,
         return SF_OK;
 }
 
+/* Binds a key value for a lookup; objects and arrays cannot be one. */
 static sf_status_t sf_bind_json(sqlite3_stmt *st, int idx, const cJSON *v,
                                 const char *what, char *errstr,
                                 size_t errstr_size)
 {
-        if (cJSON_IsString(v))
-                sqlite3_bind_text(st, idx, v->valuestring, -1,
-                                  SQLITE_TRANSIENT);
-        else if (cJSON_IsNumber(v) &&
-                 v->valuedouble == (double)(int64_t)v->valuedouble)
-                sqlite3_bind_int64(st, idx, (int64_t)v->valuedouble);
-        else if (cJSON_IsNumber(v))
-                sqlite3_bind_double(st, idx, v->valuedouble);
-        else if (cJSON_IsBool(v))
-                sqlite3_bind_int(st, idx, cJSON_IsTrue(v));
-        else if (cJSON_IsNull(v))
-                sqlite3_bind_null(st, idx);
-        else {
+        if (cJSON_IsObject(v) || cJSON_IsArray(v) || !v) {
                 sf_seterr(errstr, errstr_size,
                           "%s is not a scalar value usable in a lookup", what);
                 return SF_FATAL;
         }
+        sf_sqlite_bind_json(st, idx, v);
         return SF_OK;
 }
 
@@ -187,7 +166,7 @@ sf_status_t sf_source_db_get(sf_source_db_t *db, const sf_table_cfg_t *table,
         *out = NULL;
         sf_buf_init(&sql, 0);
         sf_buf_printf(&sql, "SELECT * FROM ");
-        sf_sql_ident(&sql, table->name);
+        sf_sql_table(&sql, table->name);
         for (size_t i = 0; i < table->key_cnt; i++) {
                 sf_buf_printf(&sql, i ? " AND " : " WHERE ");
                 sf_sql_ident(&sql, table->key[i]);
@@ -236,7 +215,7 @@ sf_status_t sf_source_db_children(sf_source_db_t *db,
         *out = NULL;
         sf_buf_init(&sql, 0);
         sf_buf_printf(&sql, "SELECT * FROM ");
-        sf_sql_ident(&sql, t->name);
+        sf_sql_table(&sql, t->name);
         for (size_t i = 0; i < rec->where_cnt; i++) {
                 sf_buf_printf(&sql, i ? " AND " : " WHERE ");
                 sf_sql_ident(&sql, rec->where[i].key);

@@ -1,0 +1,64 @@
+/*
+ * SQL identifier quoting and SQLite parameter binding.
+ */
+#include "sql.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+static void sf_sql_part(sf_buf_t *b, const char *p, const char *end)
+{
+        sf_buf_append(b, "\"", 1);
+        for (; p < end; p++) {
+                if (*p == '"')
+                        sf_buf_append(b, "\"", 1);
+                sf_buf_append(b, p, 1);
+        }
+        sf_buf_append(b, "\"", 1);
+}
+
+void sf_sql_ident(sf_buf_t *b, const char *name)
+{
+        const char *end = name;
+
+        while (*end)
+                end++;
+        sf_sql_part(b, name, end);
+}
+
+void sf_sql_table(sf_buf_t *b, const char *name)
+{
+        const char *dot = name;
+
+        while (*dot && *dot != '.')
+                dot++;
+        if (!*dot) {
+                sf_sql_ident(b, name);
+                return;
+        }
+        sf_sql_part(b, name, dot);
+        sf_buf_append(b, ".", 1);
+        sf_sql_ident(b, dot + 1);
+}
+
+void sf_sqlite_bind_json(sqlite3_stmt *st, int idx, const cJSON *v)
+{
+        if (cJSON_IsString(v)) {
+                sqlite3_bind_text(st, idx, v->valuestring, -1,
+                                  SQLITE_TRANSIENT);
+        } else if (cJSON_IsNumber(v) &&
+                   v->valuedouble == (double)(int64_t)v->valuedouble) {
+                sqlite3_bind_int64(st, idx, (int64_t)v->valuedouble);
+        } else if (cJSON_IsNumber(v)) {
+                sqlite3_bind_double(st, idx, v->valuedouble);
+        } else if (cJSON_IsBool(v)) {
+                sqlite3_bind_int(st, idx, cJSON_IsTrue(v));
+        } else if (!v || cJSON_IsNull(v)) {
+                sqlite3_bind_null(st, idx);
+        } else {
+                char *json = cJSON_PrintUnformatted(v);
+
+                sqlite3_bind_text(st, idx, json, -1, SQLITE_TRANSIENT);
+                free(json);
+        }
+}
