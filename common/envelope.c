@@ -36,27 +36,38 @@
 /* The output and whether it hit the buffer's cap, so that an oversized
  * value fails as a whole instead of coming out truncated. */
 typedef struct canon {
-        sf_buf_t b;
+        sf_buf_t *b;
         int err;
 } canon_t;
 
 static void put(canon_t *c, const void *p, size_t n)
 {
-        if (!c->err && sf_buf_append(&c->b, p, n))
+        if (!c->err && sf_buf_append(c->b, p, n))
                 c->err = 1;
 }
 
-static void canon_string(canon_t *b, const char *s)
+/* Drops what was appended to B after its length was WAS. */
+static void buf_truncate(sf_buf_t *b, size_t was)
+{
+        b->len = was;
+        if (b->data)
+                b->data[was] = '\0';
+}
+
+static void canon_string(canon_t *b, const char *s, size_t len)
 {
         static const char hex[] = "0123456789abcdef";
-        const unsigned char *p = (const unsigned char *)(s ? s : "");
+        const unsigned char *p = (const unsigned char *)s;
+        const unsigned char *end = p + len;
         const unsigned char *run = p;
 
         put(b, "\"", 1);
-        for (; *p; p++) {
+        for (; p < end; p++) {
                 char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
                 size_t n = 2;
 
+                if (*p >= 0x20 && *p != '"' && *p != '\\')
+                        continue;
                 switch (*p) {
                 case '"':
                 case '\\':
@@ -78,8 +89,6 @@ static void canon_string(canon_t *b, const char *s)
                         esc[1] = 't';
                         break;
                 default:
-                        if (*p >= 0x20)
-                                continue;
                         memcpy(esc + 1, "u00", 3);
                         esc[4] = hex[*p >> 4];
                         esc[5] = hex[*p & 0xf];
@@ -94,6 +103,29 @@ static void canon_string(canon_t *b, const char *s)
         put(b, "\"", 1);
 }
 
+static void canon_cstring(canon_t *b, const char *s)
+{
+        if (!s)
+                s = "";
+        canon_string(b, s, strlen(s));
+}
+
+/* The decimal digits of V, written by hand: this runs for several numbers
+ * of every record, and printf's floating point path is slow. */
+static void canon_int(canon_t *b, int64_t v)
+{
+        char digits[24], *d = digits + sizeof(digits);
+        uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+        do {
+                *--d = (char)('0' + u % 10);
+                u /= 10;
+        } while (u);
+        if (v < 0)
+                *--d = '-';
+        put(b, d, (size_t)(digits + sizeof(digits) - d));
+}
+
 static void canon_number(canon_t *b, double d)
 {
         char tmp[400];
@@ -104,6 +136,11 @@ static void canon_number(canon_t *b, double d)
         }
         if (d == 0) {
                 put(b, "0", 1);
+                return;
+        }
+        /* integral and within int64: exact, as "%.0f" would print it */
+        if (fabs(d) < 9223372036854775808.0 && d == floor(d)) {
+                canon_int(b, (int64_t)d);
                 return;
         }
         if (fabs(d) < 1e21 && d == floor(d)) {
@@ -137,28 +174,48 @@ static int canon_member_cmp(const void *a, const void *b)
 
 static int canon_value(canon_t *b, const cJSON *v, int depth);
 
+static const char *canon_name(const cJSON *c)
+{
+        return c->string ? c->string : "";
+}
+
 static int canon_object(canon_t *b, const cJSON *v, int depth)
 {
         canon_member_t *m = NULL;
         size_t n = 0, i;
         const cJSON *c;
-        int rc = 0;
+        int sorted = 1, rc = 0;
 
-        for (c = v->child; c; c = c->next)
+        /* Members already in order (names never decreasing) are written as
+         * they are: a stable sort would not move them. */
+        for (c = v->child; c; c = c->next) {
                 n++;
-        if (n) {
-                m = sf_calloc(n, sizeof(*m));
-                for (c = v->child, i = 0; c; c = c->next, i++) {
-                        m[i].item = c;
-                        m[i].idx = i;
-                }
-                qsort(m, n, sizeof(*m), canon_member_cmp);
+                if (sorted && c->next &&
+                    strcmp(canon_name(c), canon_name(c->next)) > 0)
+                        sorted = 0;
         }
         put(b, "{", 1);
+        if (sorted) {
+                for (c = v->child; c && !rc; c = c->next) {
+                        if (c != v->child)
+                                put(b, ",", 1);
+                        canon_cstring(b, c->string);
+                        put(b, ":", 1);
+                        rc = canon_value(b, c, depth + 1);
+                }
+                put(b, "}", 1);
+                return rc;
+        }
+        m = sf_calloc(n, sizeof(*m));
+        for (c = v->child, i = 0; c; c = c->next, i++) {
+                m[i].item = c;
+                m[i].idx = i;
+        }
+        qsort(m, n, sizeof(*m), canon_member_cmp);
         for (i = 0; i < n && !rc; i++) {
                 if (i)
                         put(b, ",", 1);
-                canon_string(b, m[i].item->string);
+                canon_cstring(b, m[i].item->string);
                 put(b, ":", 1);
                 rc = canon_value(b, m[i].item, depth + 1);
         }
@@ -190,7 +247,7 @@ static int canon_value(canon_t *b, const cJSON *v, int depth)
                 canon_number(b, v->valuedouble);
                 break;
         case cJSON_String:
-                canon_string(b, v->valuestring);
+                canon_cstring(b, v->valuestring);
                 break;
         case cJSON_Raw:
                 if (!v->valuestring)
@@ -215,19 +272,43 @@ static int canon_value(canon_t *b, const cJSON *v, int depth)
         return rc;
 }
 
+int sf_json_canonical_append(sf_buf_t *b, const cJSON *v)
+{
+        canon_t c = {b, 0};
+        size_t len = b->len;
+
+        if (!v || canon_value(&c, v, 0) == -1 || c.err) {
+                buf_truncate(b, len);
+                return -1;
+        }
+        return 0;
+}
+
+int sf_json_string_append(sf_buf_t *b, const char *s, size_t len)
+{
+        canon_t c = {b, 0};
+        size_t was = b->len;
+
+        canon_string(&c, s, len);
+        if (c.err) {
+                buf_truncate(b, was);
+                return -1;
+        }
+        return 0;
+}
+
 char *sf_json_canonical(const cJSON *v)
 {
-        canon_t c;
+        sf_buf_t b;
 
         if (!v)
                 return NULL;
-        sf_buf_init(&c.b, 0);
-        c.err = 0;
-        if (canon_value(&c, v, 0) == -1 || c.err || c.b.len == 0) {
-                sf_buf_free(&c.b);
+        sf_buf_init(&b, 0);
+        if (sf_json_canonical_append(&b, v) || b.len == 0) {
+                sf_buf_free(&b);
                 return NULL;
         }
-        return sf_buf_steal(&c.b);
+        return sf_buf_steal(&b);
 }
 
 /* --- Shared helpers ----------------------------------------------------- */
@@ -374,36 +455,105 @@ static int take_object(cJSON *obj, const char *name, const char *path,
 
 /* --- Sync-log change ---------------------------------------------------- */
 
+/* A part of a change: its text when the source wrote one, else its tree,
+ * else null. */
+static void change_part(canon_t *b, const char *text, const cJSON *tree)
+{
+        if (text)
+                put(b, text, strlen(text));
+        else if (!tree)
+                put(b, "null", 4);
+        else if (sf_json_canonical_append(b->b, tree))
+                b->err = 1;
+}
+
+/* Written member by member in sorted order, without a tree: this runs for
+ * every captured change. */
+int sf_change_key_append(sf_buf_t *out, const sf_change_t *c)
+{
+        canon_t b = {out, 0};
+        size_t was = out->len;
+
+        put(&b, "{\"key\":", 7);
+        change_part(&b, c->key_text, c->key);
+        put(&b, ",\"table\":", 9);
+        if (c->table)
+                canon_cstring(&b, c->table);
+        else
+                put(&b, "null", 4);
+        put(&b, "}", 1);
+        if (b.err) {
+                buf_truncate(out, was);
+                return -1;
+        }
+        return 0;
+}
+
+static void put_member_str(canon_t *b, const char *member, const char *s)
+{
+        put(b, member, strlen(member));
+        if (s)
+                canon_cstring(b, s);
+        else
+                put(b, "null", 4);
+}
+
+int sf_change_value_append(sf_buf_t *out, const sf_change_t *c)
+{
+        canon_t b = {out, 0};
+        size_t was = out->len;
+        char op[1] = {(char)c->op};
+
+        put(&b, "{\"after\":", 9);
+        change_part(&b, c->after_text, c->after);
+        put(&b, ",\"before\":", 10);
+        change_part(&b, c->before_text, c->before);
+        put(&b, ",\"op\":", 6);
+        canon_string(&b, op, c->op ? 1 : 0);
+        put_member_str(&b, ",\"source\":{\"connector\":", c->connector);
+        put_member_str(&b, ",\"db\":", c->db);
+        if (c->lsn)
+                put_member_str(&b, ",\"lsn\":", c->lsn);
+        if (c->schema)
+                put_member_str(&b, ",\"schema\":", c->schema);
+        put(&b, ",\"seq\":", 7);
+        canon_int(&b, c->seq);
+        put_member_str(&b, ",\"table\":", c->table);
+        if (c->txid != -1) {
+                put(&b, ",\"txid\":", 8);
+                canon_int(&b, c->txid);
+        }
+        put(&b, "},\"ts_ms\":", 10);
+        canon_int(&b, c->ts_ms);
+        put(&b, "}", 1);
+        if (b.err) {
+                buf_truncate(out, was);
+                return -1;
+        }
+        return 0;
+}
+
+static char *change_print(int (*fn)(sf_buf_t *, const sf_change_t *),
+                          const sf_change_t *c)
+{
+        sf_buf_t b;
+
+        sf_buf_init(&b, 0);
+        if (fn(&b, c)) {
+                sf_buf_free(&b);
+                return NULL;
+        }
+        return sf_buf_steal(&b);
+}
+
 char *sf_change_key_json(const sf_change_t *c)
 {
-        cJSON *k = cJSON_CreateObject();
-
-        add_ref(k, "key", c->key);
-        add_str(k, "table", c->table);
-        return print_and_delete(k);
+        return change_print(sf_change_key_append, c);
 }
 
 char *sf_change_value_json(const sf_change_t *c)
 {
-        cJSON *v = cJSON_CreateObject();
-        cJSON *src = cJSON_AddObjectToObject(v, "source");
-        char op[2] = {(char)c->op, '\0'};
-
-        cJSON_AddStringToObject(v, "op", op);
-        cJSON_AddNumberToObject(v, "ts_ms", (double)c->ts_ms);
-        add_str(src, "connector", c->connector);
-        add_str(src, "db", c->db);
-        if (c->schema)
-                cJSON_AddStringToObject(src, "schema", c->schema);
-        add_str(src, "table", c->table);
-        if (c->lsn)
-                cJSON_AddStringToObject(src, "lsn", c->lsn);
-        if (c->txid != -1)
-                cJSON_AddNumberToObject(src, "txid", (double)c->txid);
-        cJSON_AddNumberToObject(src, "seq", (double)c->seq);
-        add_ref(v, "before", c->before);
-        add_ref(v, "after", c->after);
-        return print_and_delete(v);
+        return change_print(sf_change_value_append, c);
 }
 
 void sf_change_clear(sf_change_t *c)
@@ -418,6 +568,9 @@ void sf_change_clear(sf_change_t *c)
         cJSON_Delete(c->key);
         cJSON_Delete(c->before);
         cJSON_Delete(c->after);
+        free(c->key_text);
+        free(c->before_text);
+        free(c->after_text);
         free(c->event_id);
         memset(c, 0, sizeof(*c));
         c->txid = -1;

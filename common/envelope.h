@@ -10,6 +10,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "sf.h"
+
 /* Header names. */
 #define SF_HDR_EVENT_ID  "syncfleet-event-id"
 #define SF_HDR_ERROR     "syncfleet-error"
@@ -27,6 +29,11 @@
  * that reads back exactly. Equal values give equal bytes, so equal keys
  * hash to the same partition. Returns a malloc'd string (NULL for NULL). */
 char *sf_json_canonical(const cJSON *v);
+/* The same appended to B; on failure (a cap hit, a cyclic tree) B is left
+ * as it was and -1 is returned. */
+int sf_json_canonical_append(sf_buf_t *b, const cJSON *v);
+/* S[0..LEN-1] as a canonical JSON string, appended to B (0 or -1). */
+int sf_json_string_append(sf_buf_t *b, const char *s, size_t len);
 
 /* Operation codes of the sync-log (Debezium's). */
 typedef enum sf_op {
@@ -47,12 +54,19 @@ typedef struct sf_change {
         char *db;
         char *schema; /* may be NULL */
         char *table;
-        char *lsn;      /* may be NULL */
-        int64_t txid;   /* -1 when unknown */
-        int64_t seq;    /* position of the change within its source */
-        cJSON *key;     /* object: primary key columns */
-        cJSON *before;  /* object or NULL (insert) */
-        cJSON *after;   /* object or NULL (delete) */
+        char *lsn;     /* may be NULL */
+        int64_t txid;  /* -1 when unknown */
+        int64_t seq;   /* position of the change within its source */
+        cJSON *key;    /* object: primary key columns */
+        cJSON *before; /* object or NULL (insert) */
+        cJSON *after;  /* object or NULL (delete) */
+        /* A source may write the key and the images as canonical JSON
+         * text itself instead of building trees (capture from PostgreSQL
+         * does, for speed): a part's text, when set, is used as it is and
+         * its tree is NULL. Parsed changes always have trees. */
+        char *key_text;
+        char *before_text;
+        char *after_text;
         char *event_id; /* deterministic from the source position */
 } sf_change_t;
 
@@ -61,6 +75,9 @@ char *sf_change_key_json(const sf_change_t *c);
 /* Value: {"op":..,"ts_ms":..,"source":{..},"before":..,"after":..}. Compact,
  * canonical key order. malloc'd. */
 char *sf_change_value_json(const sf_change_t *c);
+/* The same appended to OUT (0, or -1 leaving OUT as it was). */
+int sf_change_key_append(sf_buf_t *out, const sf_change_t *c);
+int sf_change_value_append(sf_buf_t *out, const sf_change_t *c);
 
 /* Parses a sync-log record. KEY may be NULL (then table and key come from
  * the value: source.table, and the key from the after/before image is not

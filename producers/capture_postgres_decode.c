@@ -112,6 +112,7 @@ void sf_pg_decoder_init(sf_pg_decoder_t *d)
 {
         memset(d, 0, sizeof(*d));
         sf_buf_init(&d->truncated, 0);
+        sf_buf_init(&d->scratch, 0);
 }
 
 static void pg_rel_free(sf_pg_relation_t *rel)
@@ -119,6 +120,7 @@ static void pg_rel_free(sf_pg_relation_t *rel)
         for (int i = 0; i < rel->ncols; i++)
                 free(rel->cols[i].name);
         free(rel->cols);
+        sf_pg_layout_free(&rel->layout);
         free(rel->schema);
         free(rel->relname);
 }
@@ -140,6 +142,7 @@ void sf_pg_decoder_free(sf_pg_decoder_t *d)
 {
         sf_pg_decoder_reset(d);
         sf_buf_free(&d->truncated);
+        sf_buf_free(&d->scratch);
         free(d->old_tup);
         free(d->new_tup);
         d->old_tup = d->new_tup = NULL;
@@ -293,6 +296,8 @@ static int pg_relation(sf_pg_decoder_t *d, pg_rd_t *r)
         /* pg_catalog's namespace is sent as "" */
         rel.table = pg_table_for(d, *rel.schema ? rel.schema : "pg_catalog",
                                  rel.relname);
+        if (rel.table)
+                sf_pg_layout_init(&rel.layout, rel.cols, rel.ncols, rel.table);
         slot = pg_rel_find(d, rel.relid);
         if (slot) {
                 pg_rel_free(slot);
@@ -376,73 +381,37 @@ static int pg_tuple_tagged(pg_rd_t *r, const sf_pg_relation_t *rel,
         return pg_tuple(r, rel, tup, errstr, errstr_size);
 }
 
-static cJSON *pg_datum_json(const sf_pg_column_t *col, const sf_pg_datum_t *v)
+/* The image (or, with KEY, the key) of TUP as a malloc'd canonical JSON
+ * text; NULL with errstr when it is larger than a record can be. */
+static char *pg_text(sf_pg_decoder_t *d, const sf_pg_relation_t *rel, int key,
+                     const sf_pg_datum_t *tup, int key_only,
+                     const sf_pg_datum_t *full_old, char *errstr,
+                     size_t errstr_size)
 {
-        if (v->kind == 'n')
-                return cJSON_CreateNull();
-        if (v->kind == 'b') {
-                /* only sent with the binary option, which is not asked */
-                char *b64 = sf_pg_base64((const unsigned char *)v->p, v->len);
-                cJSON *s = cJSON_CreateString(b64);
+        int rc;
 
-                free(b64);
-                return s;
+        sf_buf_reset(&d->scratch);
+        rc = key ? sf_pg_key_append(&d->scratch, &rel->layout, tup, key_only,
+                                    full_old)
+                 : sf_pg_image_append(&d->scratch, &rel->layout, tup, key_only,
+                                      full_old);
+        if (rc) {
+                sf_seterr(errstr, errstr_size,
+                          "a row of %s.%s in the transaction of %s is too "
+                          "large to publish",
+                          rel->schema, rel->relname, d->lsn_text);
+                return NULL;
         }
-        return sf_pg_value_json(col->type, v->p, v->len);
+        return sf_strndup(d->scratch.data, d->scratch.len);
 }
 
-static cJSON *pg_unchanged_marker(void)
-{
-        cJSON *m = cJSON_CreateObject();
-
-        cJSON_AddTrueToObject(m, SF_PG_UNCHANGED_TOAST);
-        return m;
-}
-
-/* The image of TUP: every column, or with KEY_ONLY the replica identity
- * columns. An unchanged TOASTed value is taken from FULL_OLD when given
- * (the old row of REPLICA IDENTITY FULL), else it is the marker. */
-static cJSON *pg_image(const sf_pg_relation_t *rel, const sf_pg_datum_t *tup,
-                       int key_only, const sf_pg_datum_t *full_old)
-{
-        cJSON *o = cJSON_CreateObject();
-
-        for (int i = 0; i < rel->ncols; i++) {
-                const sf_pg_datum_t *v = &tup[i];
-                cJSON *j;
-
-                if (key_only && !rel->cols[i].key)
-                        continue;
-                if (v->kind == 'u' && full_old && full_old[i].kind != 'u')
-                        v = &full_old[i];
-                if (v->kind == 'u')
-                        j = key_only ? NULL : pg_unchanged_marker();
-                else
-                        j = pg_datum_json(&rel->cols[i], v);
-                if (j)
-                        cJSON_AddItemToObject(o, rel->cols[i].name, j);
-        }
-        return o;
-}
-
-cJSON *sf_pg_key_json(const sf_pg_table_t *t, const cJSON *image)
-{
-        cJSON *key = cJSON_CreateObject();
-
-        for (size_t i = 0; i < t->key_cnt; i++) {
-                const cJSON *v =
-                    image ? cJSON_GetObjectItemCaseSensitive(image, t->key[i])
-                          : NULL;
-
-                cJSON_AddItemToObject(key, t->key[i],
-                                      v ? cJSON_Duplicate(v, 1)
-                                        : cJSON_CreateNull());
-        }
-        return key;
-}
-
-static void pg_fill(const sf_pg_decoder_t *d, const sf_pg_relation_t *rel,
-                    sf_op_t op, sf_change_t *out)
+/* Fills the envelope of a change of REL whose key comes from the image of
+ * (TUP, KEY_ONLY, FULL_OLD): the after image, or the before image of a
+ * delete. */
+static int pg_fill(sf_pg_decoder_t *d, const sf_pg_relation_t *rel, sf_op_t op,
+                   const sf_pg_datum_t *tup, int key_only,
+                   const sf_pg_datum_t *full_old, sf_change_t *out,
+                   char *errstr, size_t errstr_size)
 {
         out->op = op;
         out->ts_ms = d->commit_ts_ms;
@@ -454,8 +423,13 @@ static void pg_fill(const sf_pg_decoder_t *d, const sf_pg_relation_t *rel,
         out->txid = d->xid;
         out->seq = d->seq;
         out->event_id = sf_pg_event_id(d->sysid, d->db, d->lsn_text, d->seq);
-        out->key = sf_pg_key_json(rel->table, op == SF_OP_DELETE ? out->before
-                                                                 : out->after);
+        out->key_text =
+            pg_text(d, rel, 1, tup, key_only, full_old, errstr, errstr_size);
+        if (!out->key_text) {
+                sf_change_clear(out);
+                return -1;
+        }
+        return SF_PG_MSG_CHANGE;
 }
 
 /* The relation a change names; NULL with errstr when no Relation message
@@ -512,15 +486,19 @@ static int pg_insert(sf_pg_decoder_t *d, pg_rd_t *r, sf_change_t *out,
         if (!pg_wanted(d, rel, SF_EV_INSERT))
                 return SF_PG_MSG_SKIPPED;
         memset(out, 0, sizeof(*out));
-        out->after = pg_image(rel, d->new_tup, 0, NULL);
-        pg_fill(d, rel, SF_OP_CREATE, out);
-        return SF_PG_MSG_CHANGE;
+        out->after_text =
+            pg_text(d, rel, 0, d->new_tup, 0, NULL, errstr, errstr_size);
+        if (!out->after_text)
+                return -1;
+        return pg_fill(d, rel, SF_OP_CREATE, d->new_tup, 0, NULL, out, errstr,
+                       errstr_size);
 }
 
 static int pg_update(sf_pg_decoder_t *d, pg_rd_t *r, sf_change_t *out,
                      char *errstr, size_t errstr_size)
 {
         sf_pg_relation_t *rel = pg_change_rel(d, r, 'U', errstr, errstr_size);
+        const sf_pg_datum_t *full_old;
         char old = 0;
 
         if (!rel)
@@ -535,16 +513,24 @@ static int pg_update(sf_pg_decoder_t *d, pg_rd_t *r, sf_change_t *out,
                 return -1;
         if (!pg_wanted(d, rel, SF_EV_UPDATE))
                 return SF_PG_MSG_SKIPPED;
+        full_old = old == 'O' ? d->old_tup : NULL;
         memset(out, 0, sizeof(*out));
         if (old == 'O')
-                out->before = pg_image(rel, d->old_tup, 0, NULL);
+                out->before_text = pg_text(d, rel, 0, d->old_tup, 0, NULL,
+                                           errstr, errstr_size);
         else
-                out->before = pg_image(
-                    rel, old == 'K' ? d->old_tup : d->new_tup, 1, NULL);
-        out->after =
-            pg_image(rel, d->new_tup, 0, old == 'O' ? d->old_tup : NULL);
-        pg_fill(d, rel, SF_OP_UPDATE, out);
-        return SF_PG_MSG_CHANGE;
+                out->before_text =
+                    pg_text(d, rel, 0, old == 'K' ? d->old_tup : d->new_tup, 1,
+                            NULL, errstr, errstr_size);
+        if (out->before_text)
+                out->after_text = pg_text(d, rel, 0, d->new_tup, 0, full_old,
+                                          errstr, errstr_size);
+        if (!out->after_text) {
+                sf_change_clear(out);
+                return -1;
+        }
+        return pg_fill(d, rel, SF_OP_UPDATE, d->new_tup, 0, full_old, out,
+                       errstr, errstr_size);
 }
 
 static int pg_delete(sf_pg_decoder_t *d, pg_rd_t *r, sf_change_t *out,
@@ -561,9 +547,12 @@ static int pg_delete(sf_pg_decoder_t *d, pg_rd_t *r, sf_change_t *out,
         if (!pg_wanted(d, rel, SF_EV_DELETE))
                 return SF_PG_MSG_SKIPPED;
         memset(out, 0, sizeof(*out));
-        out->before = pg_image(rel, d->old_tup, kind == 'K', NULL);
-        pg_fill(d, rel, SF_OP_DELETE, out);
-        return SF_PG_MSG_CHANGE;
+        out->before_text = pg_text(d, rel, 0, d->old_tup, kind == 'K', NULL,
+                                   errstr, errstr_size);
+        if (!out->before_text)
+                return -1;
+        return pg_fill(d, rel, SF_OP_DELETE, d->old_tup, kind == 'K', NULL, out,
+                       errstr, errstr_size);
 }
 
 /* A TRUNCATE removes rows without a row change each: the names of the

@@ -8,6 +8,7 @@
  *   capture_postgres_origin.c    replication origins (write-back, snapshot)
  *   capture_postgres_decode.c    pgoutput messages into sf_change_t
  *   capture_postgres_types.c     column values into JSON, LSN text
+ *   capture_postgres_json.c      row images and keys as canonical JSON
  *   capture_postgres_snapshot.c  the initial snapshot (op "r")
  */
 #ifndef SF_CAPTURE_POSTGRES_INT_H
@@ -64,6 +65,11 @@
  * json/jsonb parsed, bytea as base64, timestamps and times in ISO 8601 (UTC as
  * "Z"), everything else as its text. Never NULL. */
 cJSON *sf_pg_value_json(uint32_t type, const char *text, size_t len);
+/* The same value appended to B as canonical JSON, the bytes
+ * sf_json_canonical gives for sf_pg_value_json's tree, mostly without
+ * building one. 0, or -1 when B's cap was hit. */
+int sf_pg_value_append(sf_buf_t *b, uint32_t type, const char *text,
+                       size_t len);
 
 /* The SQL that puts a session in the settings sf_pg_value_json expects. */
 extern const char sf_pg_session_sql[];
@@ -94,6 +100,28 @@ typedef struct sf_pg_column {
         int key; /* part of the replica identity */
 } sf_pg_column_t;
 
+/* One column as an image writes it: its index in the row, type and
+ * replica identity flag, and its name as a canonical JSON member name
+ * with the colon ("\"id\":"). */
+typedef struct sf_pg_member {
+        int col; /* -1: a key column the relation does not have */
+        uint32_t type;
+        int key;
+        char *name;
+        size_t name_len;
+        const char *sort_name; /* only while the layout is built */
+} sf_pg_member_t;
+
+/* How the images and the key of one relation are written as canonical
+ * JSON (capture_postgres_json.c): its columns, and the pipeline's key
+ * columns of its table, each in name order. */
+typedef struct sf_pg_layout {
+        sf_pg_member_t *cols;
+        int ncols;
+        sf_pg_member_t *keys;
+        int nkeys;
+} sf_pg_layout_t;
+
 /* A relation as the last Relation message described it. */
 typedef struct sf_pg_relation {
         uint32_t relid;
@@ -103,6 +131,7 @@ typedef struct sf_pg_relation {
         sf_pg_column_t *cols;
         int ncols;
         const sf_pg_table_t *table; /* NULL: not captured */
+        sf_pg_layout_t layout;      /* built when captured */
 } sf_pg_relation_t;
 
 /* One column of a tuple as it came: kind 'n' (null), 'u' (unchanged TOAST),
@@ -112,6 +141,28 @@ typedef struct sf_pg_datum {
         const char *p;
         uint32_t len;
 } sf_pg_datum_t;
+
+/* --- Images as canonical JSON (capture_postgres_json.c) ---------------- */
+
+/* Builds L for a row of the N columns COLS (their names are copied) and
+ * the key columns of T (NULL: no key). */
+void sf_pg_layout_init(sf_pg_layout_t *l, const sf_pg_column_t *cols, int n,
+                       const sf_pg_table_t *t);
+void sf_pg_layout_free(sf_pg_layout_t *l); /* keeps the struct */
+
+/* Appends the image of the row TUP as a canonical JSON object: every
+ * column, or with KEY_ONLY the replica identity columns. A TOASTed value
+ * the change left alone is taken from FULL_OLD (the old row under REPLICA
+ * IDENTITY FULL) when given, else it is {"__syncfleet_unchanged_toast":true}
+ * (and left out of a key-only image). 0, or -1 when B's cap was hit. */
+int sf_pg_image_append(sf_buf_t *b, const sf_pg_layout_t *l,
+                       const sf_pg_datum_t *tup, int key_only,
+                       const sf_pg_datum_t *full_old);
+/* Appends the key taken from the same image: an object of the table's key
+ * columns, a column the image lacks as null. */
+int sf_pg_key_append(sf_buf_t *b, const sf_pg_layout_t *l,
+                     const sf_pg_datum_t *tup, int key_only,
+                     const sf_pg_datum_t *full_old);
 
 /* What one pgoutput message was. */
 typedef enum sf_pg_kind {
@@ -159,6 +210,8 @@ typedef struct sf_pg_decoder {
         /* the captured tables of the last Truncate, ", "-separated */
         sf_buf_t truncated;
 
+        sf_buf_t scratch; /* the image being written */
+
         /* scratch tuples, reused */
         sf_pg_datum_t *old_tup, *new_tup;
         int tup_cap;
@@ -183,10 +236,6 @@ int sf_pg_decode(sf_pg_decoder_t *d, const char *msg, size_t len,
  * FINAL_LSN: "postgres:<sysid>:<db>:<lsn>:<seq>". malloc'd. */
 char *sf_pg_event_id(const char *sysid, const char *db, const char *lsn,
                      int64_t seq);
-
-/* Builds OUT's key from IMAGE through T's key columns (a column the image
- * lacks is null). */
-cJSON *sf_pg_key_json(const sf_pg_table_t *t, const cJSON *image);
 
 /* --- Connections (capture_postgres_conn.c) ------------------------------ */
 

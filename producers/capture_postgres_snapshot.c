@@ -39,7 +39,9 @@ struct sf_pg_snapshot {
         int cursor_open;
         PGresult *batch;
         int row;
-        int *coltypes;       /* of the current batch */
+        sf_pg_layout_t layout; /* of the current batch */
+        sf_pg_datum_t *row_datums;
+        sf_buf_t scratch;
         uint64_t rows;       /* handed out, every table, every pass */
         uint64_t table_rows; /* handed out, this table, this pass */
         uint64_t *read;      /* per work entry: rows of its last full pass */
@@ -89,7 +91,9 @@ void sf_pg_snapshot_destroy(sf_pg_snapshot_t *s)
         PQfinish(s->conn); /* rolls the snapshot's transaction back */
         free(s->work);
         free(s->read);
-        free(s->coltypes);
+        sf_pg_layout_free(&s->layout);
+        free(s->row_datums);
+        sf_buf_free(&s->scratch);
         free(s->dsn);
         free(s);
 }
@@ -202,6 +206,7 @@ static int snap_close_table(sf_pg_snapshot_t *s, char *errstr,
 
 static int snap_fetch(sf_pg_snapshot_t *s, char *errstr, size_t errstr_size)
 {
+        sf_pg_column_t *cols;
         int n;
 
         PQclear(s->batch);
@@ -211,32 +216,50 @@ static int snap_fetch(sf_pg_snapshot_t *s, char *errstr, size_t errstr_size)
         if (!s->batch)
                 return -1;
         n = PQnfields(s->batch);
-        free(s->coltypes);
-        s->coltypes = sf_calloc(n ? (size_t)n : 1, sizeof(*s->coltypes));
-        for (int i = 0; i < n; i++)
-                s->coltypes[i] = (int)PQftype(s->batch, i);
+        cols = sf_calloc(n ? (size_t)n : 1, sizeof(*cols));
+        for (int i = 0; i < n; i++) {
+                cols[i].name = PQfname(s->batch, i);
+                cols[i].type = (uint32_t)PQftype(s->batch, i);
+        }
+        sf_pg_layout_free(&s->layout);
+        sf_pg_layout_init(&s->layout, cols, n, &s->tables[s->work[s->cur]]);
+        free(cols);
+        free(s->row_datums);
+        s->row_datums = sf_calloc(n ? (size_t)n : 1, sizeof(*s->row_datums));
         return 0;
 }
 
 /* Row s->row of the batch as an op "r" change of table T. */
-static void snap_row(sf_pg_snapshot_t *s, const sf_pg_table_t *t,
-                     sf_change_t *out)
+static int snap_row(sf_pg_snapshot_t *s, const sf_pg_table_t *t,
+                    sf_change_t *out, char *errstr, size_t errstr_size)
 {
         PGresult *res = s->batch;
-        cJSON *after = cJSON_CreateObject();
-        char *key;
+        int rc;
 
         for (int i = 0; i < PQnfields(res); i++) {
-                cJSON *v =
-                    PQgetisnull(res, s->row, i)
-                        ? cJSON_CreateNull()
-                        : sf_pg_value_json((uint32_t)s->coltypes[i],
-                                           PQgetvalue(res, s->row, i),
-                                           (size_t)PQgetlength(res, s->row, i));
+                sf_pg_datum_t *v = &s->row_datums[i];
 
-                cJSON_AddItemToObject(after, PQfname(res, i), v);
+                v->kind = PQgetisnull(res, s->row, i) ? 'n' : 't';
+                v->p = PQgetvalue(res, s->row, i);
+                v->len = (uint32_t)PQgetlength(res, s->row, i);
         }
         memset(out, 0, sizeof(*out));
+        sf_buf_reset(&s->scratch);
+        rc =
+            sf_pg_image_append(&s->scratch, &s->layout, s->row_datums, 0, NULL);
+        out->after_text =
+            rc ? NULL : sf_strndup(s->scratch.data, s->scratch.len);
+        sf_buf_reset(&s->scratch);
+        rc |= sf_pg_key_append(&s->scratch, &s->layout, s->row_datums, 0, NULL);
+        if (rc) {
+                free(out->after_text);
+                out->after_text = NULL;
+                sf_seterr(errstr, errstr_size,
+                          "snapshot of %s: a row is too large to publish",
+                          t->name);
+                return -1;
+        }
+        out->key_text = sf_strndup(s->scratch.data, s->scratch.len);
         out->op = SF_OP_READ;
         out->ts_ms = s->started_ms;
         out->connector = sf_strdup("postgres");
@@ -246,15 +269,12 @@ static void snap_row(sf_pg_snapshot_t *s, const sf_pg_table_t *t,
         out->lsn = sf_strdup(s->lsn_text);
         out->txid = -1;
         out->seq = (int64_t)++s->rows;
-        out->after = after;
-        out->key = sf_pg_key_json(t, after);
-        key = sf_json_canonical(out->key);
         out->event_id = sf_asprintf("postgres:%s:%s:snapshot:%s:%s:%s",
                                     s->sysid ? s->sysid : "", out->db,
-                                    s->lsn_text, t->name, key ? key : "");
-        free(key);
+                                    s->lsn_text, t->name, out->key_text);
         s->table_rows++;
         s->row++;
+        return 0;
 }
 
 int sf_pg_snapshot_read(sf_pg_snapshot_t *s, sf_change_t *out, int *table_idx,
@@ -284,7 +304,11 @@ int sf_pg_snapshot_read(sf_pg_snapshot_t *s, sf_change_t *out, int *table_idx,
                                 continue;
                         }
                 }
-                snap_row(s, t, &out[n]);
+                if (snap_row(s, t, &out[n], errstr, errstr_size)) {
+                        while (n > 0)
+                                sf_change_clear(&out[--n]);
+                        return -1;
+                }
                 table_idx[n] = (int)s->work[s->cur];
                 n++;
         }

@@ -38,26 +38,42 @@ static cJSON *pg_string(const char *text, size_t len)
         return pg_node(cJSON_String, text, len);
 }
 
+/* How an integer's text is written: PG_INT_TEXT when it is not plain
+ * digits (it stays a string), PG_INT_ZERO for "-0", else PG_INT_DIGITS. */
+enum { PG_INT_TEXT, PG_INT_ZERO, PG_INT_DIGITS };
+
+static int pg_integer_kind(const char *text, size_t len)
+{
+        size_t i = 0;
+
+        if (len == 0 || len >= 32)
+                return PG_INT_TEXT;
+        if (text[0] == '-')
+                i = 1;
+        if (i == len || (text[i] == '0' && len > i + 1))
+                return PG_INT_TEXT;
+        for (; i < len; i++)
+                if (text[i] < '0' || text[i] > '9')
+                        return PG_INT_TEXT;
+        if (len == 2 && text[0] == '-')
+                return PG_INT_ZERO;
+        return PG_INT_DIGITS;
+}
+
 /* An integer as raw JSON digits: exact at any magnitude (a double is not
  * beyond 2^53), and written out by the canonical printer as it came, which
  * is the canonical form of an integer. Anything that is not plain digits
  * stays text. */
 static cJSON *pg_integer(const char *text, size_t len)
 {
-        size_t i = 0;
-
-        if (len == 0 || len >= 32)
-                return pg_string(text, len);
-        if (text[0] == '-')
-                i = 1;
-        if (i == len || (text[i] == '0' && len > i + 1))
-                return pg_string(text, len);
-        for (; i < len; i++)
-                if (text[i] < '0' || text[i] > '9')
-                        return pg_string(text, len);
-        if (len == 2 && text[0] == '-' && text[1] == '0')
+        switch (pg_integer_kind(text, len)) {
+        case PG_INT_ZERO:
                 return cJSON_CreateRaw("0");
-        return pg_node(cJSON_Raw, text, len);
+        case PG_INT_DIGITS:
+                return pg_node(cJSON_Raw, text, len);
+        default:
+                return pg_string(text, len);
+        }
 }
 
 /* float4/float8: NaN and the infinities have no JSON number. */
@@ -202,35 +218,45 @@ static size_t pg_offset_at(const char *text, size_t len, size_t from)
 }
 
 /* timestamp, timestamptz, time, timetz in ISO DateStyle into ISO 8601:
- * "2024-01-02 03:04:05.5+00" -> "2024-01-02T03:04:05.5Z". infinity and
- * BC dates stay as PostgreSQL writes them. */
-static cJSON *pg_time(uint32_t type, const char *text, size_t len)
+ * "2024-01-02 03:04:05.5+00" -> "2024-01-02T03:04:05.5Z", into B. -1 for
+ * infinity and BC dates, which stay as PostgreSQL writes them. */
+static int pg_time_iso(uint32_t type, const char *text, size_t len, sf_buf_t *b)
 {
         int has_date = type == PG_TIMESTAMPOID || type == PG_TIMESTAMPTZOID;
         int has_zone = type == PG_TIMESTAMPTZOID || type == PG_TIMETZOID;
         size_t t = 0, off;
-        sf_buf_t b;
-        cJSON *v;
 
         if (memchr(text, 'B', len) ||
             (len && (text[0] == 'i' || text[0] == '-')))
-                return pg_string(text, len);
+                return -1;
         if (has_date) {
                 const char *sp = memchr(text, ' ', len);
 
                 if (!sp)
-                        return pg_string(text, len);
+                        return -1;
                 t = (size_t)(sp - text) + 1;
         }
         off = has_zone ? pg_offset_at(text, len, t) : len;
-        sf_buf_init(&b, 0);
         if (has_date) {
-                sf_buf_append(&b, text, t - 1);
-                sf_buf_append(&b, "T", 1);
+                sf_buf_append(b, text, t - 1);
+                sf_buf_append(b, "T", 1);
         }
-        sf_buf_append(&b, text + t, off - t);
+        sf_buf_append(b, text + t, off - t);
         if (off < len)
-                pg_iso_offset(&b, text + off, len - off);
+                pg_iso_offset(b, text + off, len - off);
+        return 0;
+}
+
+static cJSON *pg_time(uint32_t type, const char *text, size_t len)
+{
+        sf_buf_t b;
+        cJSON *v;
+
+        sf_buf_init(&b, 0);
+        if (pg_time_iso(type, text, len, &b)) {
+                sf_buf_free(&b);
+                return pg_string(text, len);
+        }
         v = cJSON_CreateString(b.data ? b.data : "");
         sf_buf_free(&b);
         return v;
@@ -265,6 +291,60 @@ cJSON *sf_pg_value_json(uint32_t type, const char *text, size_t len)
                 /* numeric (no precision lost), text, dates, uuid, ... */
                 return pg_string(text, len);
         }
+}
+
+/* The canonical JSON of a value the fast way: by hand for the types most
+ * rows are made of, through the tree for the rest. */
+int sf_pg_value_append(sf_buf_t *b, uint32_t type, const char *text, size_t len)
+{
+        cJSON *v;
+        int rc;
+
+        switch (type) {
+        case PG_BOOLOID:
+                if (len == 1 && (text[0] == 't' || text[0] == 'f'))
+                        return text[0] == 't' ? sf_buf_append(b, "true", 4)
+                                              : sf_buf_append(b, "false", 5);
+                return sf_json_string_append(b, text, len);
+        case PG_INT2OID:
+        case PG_INT4OID:
+        case PG_INT8OID:
+        case PG_OIDOID:
+                switch (pg_integer_kind(text, len)) {
+                case PG_INT_ZERO:
+                        return sf_buf_append(b, "0", 1);
+                case PG_INT_DIGITS:
+                        return sf_buf_append(b, text, len);
+                default:
+                        return sf_json_string_append(b, text, len);
+                }
+        case PG_TIMESTAMPOID:
+        case PG_TIMESTAMPTZOID:
+        case PG_TIMEOID:
+        case PG_TIMETZOID: {
+                /* the ISO form is at most 4 bytes longer than the text */
+                char small[128];
+                sf_buf_t iso = {small, 0, sizeof(small), sizeof(small) - 1};
+
+                if (len + 5 > sizeof(small))
+                        break;
+                if (pg_time_iso(type, text, len, &iso))
+                        return sf_json_string_append(b, text, len);
+                return sf_json_string_append(b, iso.data, iso.len);
+        }
+        case PG_FLOAT4OID:
+        case PG_FLOAT8OID:
+        case PG_JSONOID:
+        case PG_JSONBOID:
+        case PG_BYTEAOID:
+                break;
+        default:
+                return sf_json_string_append(b, text, len);
+        }
+        v = sf_pg_value_json(type, text, len);
+        rc = sf_json_canonical_append(b, v);
+        cJSON_Delete(v);
+        return rc;
 }
 
 void sf_pg_lsn_format(uint64_t lsn, char *buf, size_t size)

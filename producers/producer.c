@@ -42,6 +42,7 @@ typedef struct pr_loop {
         int64_t acked;         /* last position acknowledged to the source */
         int64_t polled;        /* changes polled, for positions not in seq */
         int failed;            /* a send or delivery failed: rewind */
+        sf_buf_t key, value;   /* the record being sent, reused */
         uint64_t delivered;
         uint64_t failures;
 } pr_loop_t;
@@ -87,23 +88,29 @@ static void pr_ack_delivered(pr_loop_t *l)
 static int pr_send(pr_loop_t *l, const sf_change_t *c, int64_t pos)
 {
         char err[512];
-        char *key = sf_change_key_json(c);
-        char *value = sf_change_value_json(c);
-        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
+        rd_kafka_headers_t *hdrs;
         int rc;
 
+        sf_buf_reset(&l->key);
+        sf_buf_reset(&l->value);
+        if (sf_change_key_append(&l->key, c) ||
+            sf_change_value_append(&l->value, c)) {
+                sf_error(PR_COMPONENT,
+                         "change %s is too large to write as a record",
+                         c->event_id);
+                return -1;
+        }
+        hdrs = rd_kafka_headers_new(1);
         rd_kafka_header_add(hdrs, SF_HDR_EVENT_ID, -1, c->event_id, -1);
         sf_tracker_begin(l->tracker, pos);
-        rc = sf_producer_send(l->kp, l->cfg->topic_sync_log,
-                              RD_KAFKA_PARTITION_UA, key, strlen(key), value,
-                              strlen(value), hdrs, (void *)(intptr_t)pos,
-                              PR_SEND_TIMEOUT_MS, err, sizeof(err));
+        rc = sf_producer_send(
+            l->kp, l->cfg->topic_sync_log, RD_KAFKA_PARTITION_UA, l->key.data,
+            l->key.len, l->value.data, l->value.len, hdrs,
+            (void *)(intptr_t)pos, PR_SEND_TIMEOUT_MS, err, sizeof(err));
         hdrs = NULL; /* owned by the producer, even on failure */
         if (rc)
                 sf_error(PR_COMPONENT, "sending change %s: %s", c->event_id,
                          err);
-        free(key);
-        free(value);
         return rc;
 }
 
@@ -337,6 +344,8 @@ out:
         sf_producer_destroy(l.kp, 0);
         sf_tracker_destroy(l.tracker);
         sf_capture_close(l.cap);
+        sf_buf_free(&l.key);
+        sf_buf_free(&l.value);
         free(batch);
         return rc;
 }

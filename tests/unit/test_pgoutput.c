@@ -257,6 +257,13 @@ static void assert_json(const cJSON *v, const char *want)
         free(s);
 }
 
+/* The decoder writes keys and images as text, building no trees. */
+static void assert_text(const char *got, const char *want)
+{
+        if (!got || strcmp(got, want))
+                fail_msg("got %s, expected %s", got ? got : "NULL", want);
+}
+
 static void begin_with_relations(fixture_t *f)
 {
         msg_begin(&f->b, FINAL, 731);
@@ -288,9 +295,11 @@ static void test_insert_envelope(void **state)
         assert_int_equal(f->ch.seq, 1);
         assert_int_equal(f->ch.ts_ms, TS_MS);
         assert_null(f->ch.before);
-        assert_json(f->ch.key, "{\"id\":42}");
-        assert_json(f->ch.after, "{\"active\":true,\"id\":42,\"name\":\"Ann "
-                                 "\\\"A\\\"\",\"notes\":null}");
+        assert_null(f->ch.before_text);
+        assert_text(f->ch.key_text, "{\"id\":42}");
+        assert_text(f->ch.after_text,
+                    "{\"active\":true,\"id\":42,\"name\":\"Ann "
+                    "\\\"A\\\"\",\"notes\":null}");
         assert_string_equal(f->ch.event_id,
                             "postgres:7300000000000000001:erp:1/1000:1");
         value = sf_change_value_json(&f->ch);
@@ -322,8 +331,8 @@ static void test_multi_row_transaction(void **state)
         assert_int_equal(f->ch.seq, 2);
         assert_string_equal(f->ch.table, "sales_lines");
         assert_string_equal(f->ch.schema, "shop");
-        assert_json(f->ch.key, "{\"line\":3,\"order_id\":7}");
-        assert_json(f->ch.after,
+        assert_text(f->ch.key_text, "{\"line\":3,\"order_id\":7}");
+        assert_text(f->ch.after_text,
                     "{\"line\":3,\"order_id\":7,\"qty\":\"1.50\"}");
         msg_insert(&f->b, 16384, 4, r3);
         decode(f, SF_PG_MSG_CHANGE);
@@ -368,11 +377,11 @@ static void test_update_identity_full(void **state)
         msg_update(&f->b, 16384, 'O', 4, old, upd);
         decode(f, SF_PG_MSG_CHANGE);
         assert_int_equal(f->ch.op, SF_OP_UPDATE);
-        assert_json(f->ch.before, "{\"active\":true,\"id\":42,\"name\":"
-                                  "\"Ann\",\"notes\":\"long text\"}");
-        assert_json(f->ch.after, "{\"active\":true,\"id\":42,\"name\":"
-                                 "\"Anna\",\"notes\":\"long text\"}");
-        assert_json(f->ch.key, "{\"id\":42}");
+        assert_text(f->ch.before_text, "{\"active\":true,\"id\":42,\"name\":"
+                                       "\"Ann\",\"notes\":\"long text\"}");
+        assert_text(f->ch.after_text, "{\"active\":true,\"id\":42,\"name\":"
+                                      "\"Anna\",\"notes\":\"long text\"}");
+        assert_text(f->ch.key_text, "{\"id\":42}");
 }
 
 /* Default identity, key changed: the old key 'K' holds only the key; the
@@ -386,11 +395,11 @@ static void test_update_old_key_and_toast_marker(void **state)
         begin_with_relations(f);
         msg_update(&f->b, 16384, 'K', 4, old, upd);
         decode(f, SF_PG_MSG_CHANGE);
-        assert_json(f->ch.before, "{\"id\":42}");
-        assert_json(f->ch.after,
+        assert_text(f->ch.before_text, "{\"id\":42}");
+        assert_text(f->ch.after_text,
                     "{\"active\":false,\"id\":43,\"name\":\"Ann\",\"notes\":{"
                     "\"__syncfleet_unchanged_toast\":true}}");
-        assert_json(f->ch.key, "{\"id\":43}");
+        assert_text(f->ch.key_text, "{\"id\":43}");
 }
 
 /* Default identity, key unchanged: no old tuple at all; the before image
@@ -403,9 +412,9 @@ static void test_update_without_old_tuple(void **state)
         begin_with_relations(f);
         msg_update(&f->b, 16384, 0, 4, NULL, upd);
         decode(f, SF_PG_MSG_CHANGE);
-        assert_json(f->ch.before, "{\"id\":42}");
-        assert_json(f->ch.after, "{\"active\":true,\"id\":42,\"name\":"
-                                 "\"Ann\",\"notes\":\"x\"}");
+        assert_text(f->ch.before_text, "{\"id\":42}");
+        assert_text(f->ch.after_text, "{\"active\":true,\"id\":42,\"name\":"
+                                      "\"Ann\",\"notes\":\"x\"}");
 }
 
 static void test_delete_key_and_full(void **state)
@@ -419,12 +428,13 @@ static void test_delete_key_and_full(void **state)
         decode(f, SF_PG_MSG_CHANGE);
         assert_int_equal(f->ch.op, SF_OP_DELETE);
         assert_null(f->ch.after);
-        assert_json(f->ch.before, "{\"id\":42}");
-        assert_json(f->ch.key, "{\"id\":42}");
+        assert_null(f->ch.after_text);
+        assert_text(f->ch.before_text, "{\"id\":42}");
+        assert_text(f->ch.key_text, "{\"id\":42}");
         msg_delete(&f->b, 16384, 'O', 4, full);
         decode(f, SF_PG_MSG_CHANGE);
-        assert_json(f->ch.before, "{\"active\":true,\"id\":42,\"name\":"
-                                  "\"Ann\",\"notes\":null}");
+        assert_text(f->ch.before_text, "{\"active\":true,\"id\":42,\"name\":"
+                                       "\"Ann\",\"notes\":null}");
         assert_int_equal(f->ch.seq, 2);
 }
 
@@ -563,7 +573,7 @@ static void test_relation_replaced(void **state)
         assert_int_equal(f->d.rel_cnt, 2);
         msg_insert(&f->b, 16384, 2, row);
         decode(f, SF_PG_MSG_CHANGE);
-        assert_json(f->ch.after, "{\"email\":\"a@b.c\",\"id\":3}");
+        assert_text(f->ch.after_text, "{\"email\":\"a@b.c\",\"id\":3}");
 }
 
 static void test_malformed(void **state)
@@ -616,12 +626,19 @@ static void test_malformed(void **state)
 
 /* --- Values --------------------------------------------------------------- */
 
+/* Both ways of writing a value, the tree and the direct one, give WANT. */
 static void value_is(uint32_t type, const char *text, const char *want)
 {
         cJSON *v = sf_pg_value_json(type, text, strlen(text));
+        sf_buf_t b;
 
         assert_json(v, want);
         cJSON_Delete(v);
+        sf_buf_init(&b, 0);
+        assert_int_equal(sf_pg_value_append(&b, type, text, strlen(text)), 0);
+        if (strcmp(b.data, want))
+                fail_msg("appended %s, expected %s", b.data, want);
+        sf_buf_free(&b);
 }
 
 static void test_values(void **state)
@@ -629,6 +646,12 @@ static void test_values(void **state)
         (void)state;
         value_is(PG_BOOLOID, "t", "true");
         value_is(PG_BOOLOID, "f", "false");
+        value_is(PG_BOOLOID, "maybe", "\"maybe\"");
+        value_is(PG_INT4OID, "-0", "0");
+        value_is(PG_INT4OID, "007", "\"007\"");
+        value_is(PG_INT4OID, "12a", "\"12a\"");
+        value_is(PG_INT4OID, "-", "\"-\"");
+        value_is(PG_INT4OID, "", "\"\"");
         value_is(PG_INT2OID, "-32768", "-32768");
         value_is(PG_INT4OID, "2147483647", "2147483647");
         value_is(PG_INT8OID, "9007199254740992", "9007199254740992");
@@ -668,6 +691,20 @@ static void test_values(void **state)
         value_is(PG_TIMEOID, "23:59:59.5", "\"23:59:59.5\"");
         value_is(PG_TIMETZOID, "03:04:05+02", "\"03:04:05+02:00\"");
         value_is(PG_TIMETZOID, "03:04:05+00", "\"03:04:05Z\"");
+        value_is(PG_TIMETZOID, "03:04:05+00:00", "\"03:04:05Z\"");
+        value_is(PG_TIMESTAMPOID, "no-space", "\"no-space\"");
+        /* longer than the direct path's stack buffer: through the tree */
+        {
+                char in[200], want[210];
+
+                memset(in, '0', sizeof(in) - 1);
+                in[sizeof(in) - 1] = '\0';
+                memcpy(in, "2024-01-02 03:04:05.", 20);
+                snprintf(want, sizeof(want), "\"%s\"", in);
+                want[11] = 'T';
+                value_is(PG_TIMESTAMPOID, in, want);
+        }
+        value_is(25, "ctl\x01\x1f\\", "\"ctl\\u0001\\u001f\\\\\"");
         value_is(2950, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
                  "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"");
         value_is(1186, "P1DT2H", "\"P1DT2H\""); /* interval: text */
