@@ -133,6 +133,7 @@ class CaptureTest(sfpg.PgTestCase):
         self.assertEqual(recs[4]["value"]["before"], {"id": 11})
         proc.stop()
 
+    @sfpg.broker_partitions(12)
     def test_large_transaction(self):
         """100,000 rows in one transaction: every row once, seq 1..100000."""
         self.sql("CREATE TABLE bulk(id int PRIMARY KEY, qty int)")

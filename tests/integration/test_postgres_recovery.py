@@ -55,6 +55,7 @@ class FlushSampler:
 
 class RecoveryTest(sfpg.PgTestCase):
 
+    @sfpg.broker_partitions(24)  # 100,000 rows and their duplicates
     def test_kill_producer_mid_large_transaction(self):
         n = 100000
         self.sql("CREATE TABLE bulk(id int PRIMARY KEY, pad int);"
@@ -63,7 +64,7 @@ class RecoveryTest(sfpg.PgTestCase):
         first = self.producer(pipeline, name="producer-1")
         log = self.sync_log()
         topic = self.brk.topic("sync-log")
-        sampler = FlushSampler(self.pg, self.brk.bootstrap, topic, 3)
+        sampler = FlushSampler(self.pg, self.brk.bootstrap, topic, self.partitions)
         self.pg.script("".join("INSERT INTO small VALUES (%d);\n" % i for i in range(1, 21)),
                        db=self.db)
         self.sql("INSERT INTO bulk SELECT g, g FROM generate_series(1, %d) g" % n)
@@ -72,10 +73,16 @@ class RecoveryTest(sfpg.PgTestCase):
         big = lambda r: r["value"]["source"]["table"] == "bulk"
         # the broker's end offsets tell at once how far delivery is (the
         # reader of the sync-log lags behind)
-        sftest.wait_for(lambda: sum(sfpg.end_offsets(self.brk.bootstrap, topic, 3).values())
-                        >= n // 5, 60, "a fifth of the large transaction delivered",
-                        interval=0.01)
-        first.kill()  # SIGKILL
+        ends = lambda: sfpg.end_offsets(self.brk.bootstrap, topic, self.partitions)
+        sftest.wait_for(lambda: sum(ends().values()) >= n // 5, 60,
+                        "a fifth of the large transaction delivered", interval=0.01)
+        # the broker is held still while the producer dies, so that the kill
+        # lands inside the transaction however fast the producer is
+        self.brk.proc.signal(signal.SIGSTOP)
+        try:
+            first.kill()  # SIGKILL
+        finally:
+            self.brk.proc.signal(signal.SIGCONT)
         time.sleep(0.5)  # requests the producer had sent are appended by now
         flush_at_kill, ends_at_kill = sampler.sample_now()
         delivered = sum(ends_at_kill.values()) - 20
@@ -207,6 +214,7 @@ class RecoveryTest(sfpg.PgTestCase):
         self.assertEqual(last, {i: 5 for i in range(1, 11)})
         proc.stop()
 
+    @sfpg.broker_partitions(12)
     def test_delivery_failures_during_the_snapshot(self):
         """The same during the initial snapshot: the snapshot is read again
         from the first table not delivered, from the same exported snapshot,
