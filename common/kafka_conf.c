@@ -34,6 +34,18 @@ static void sf_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
          * worth a warning per client. */
         if (!strcmp(fac, "CONFWARN") && strstr(buf, "will be ignored by"))
                 lvl = SF_LOG_DEBUG;
+        /* A consumer whose position the broker no longer holds skips to
+         * the oldest record it has: the records in between are gone. */
+        if (!strcmp(fac, "OFFSET") && strstr(buf, "offset reset") &&
+            strstr(buf, "out of range")) {
+                sf_error("kafka",
+                         "%s: records were lost before this consumer read "
+                         "them: the broker no longer holds them (its "
+                         "retention; the embedded broker keeps about 5 MiB "
+                         "per partition): %s",
+                         rd_kafka_name(rk), buf);
+                return;
+        }
         if (sf_log_enabled(lvl))
                 sf_log(lvl, "kafka", "%s: %s: %s", rd_kafka_name(rk), fac, buf);
 }

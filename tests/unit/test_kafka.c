@@ -889,6 +889,90 @@ static void test_group_split_and_takeover(void **state)
         assert_false(b.failed);
 }
 
+/* --- records the broker dropped ------------------------------------------ */
+
+/* Consumes from TOPIC in GROUP until a record arrives; commits it. */
+static int64_t consume_one(const char *topic, const char *group)
+{
+        const char *topics[] = {topic};
+        sf_kafka_cfg_t k = kcfg(consumer_kv, 2);
+        char err[512];
+        int64_t deadline = sf_mono_ms() + 20000, offset = -1;
+        sf_consumer_t *c = sf_consumer_new(&k, bootstraps, group, "test-lost",
+                                           topics, 1, err, sizeof(err));
+
+        assert_non_null(c);
+        while (offset < 0 && sf_mono_ms() < deadline) {
+                sf_offset_ref_t ref;
+                rd_kafka_message_t *m = sf_consumer_poll(c, 200, &ref);
+
+                if (!m)
+                        continue;
+                offset = m->offset;
+                sf_consumer_done(c, &ref);
+                rd_kafka_message_destroy(m);
+        }
+        assert_int_equal(sf_consumer_commit(c, err, sizeof(err)), 0);
+        sf_consumer_destroy(c);
+        return offset;
+}
+
+/* A consumer whose committed position fell out of the broker's retention
+ * (the embedded broker keeps about 5 MiB per partition) is told, as an
+ * error, that records were lost. */
+static void test_lost_records_are_an_error(void **state)
+{
+        sf_kafka_cfg_t k = kcfg(NULL, 0);
+        deliveries_t d = {sf_calloc(800, sizeof(slot_t)), 800, 0};
+        char err[512], path[] = "/tmp/sf-test-kafka-XXXXXX", *logged;
+        static char big[10 * 1024];
+        sf_producer_t *p;
+        int fd, saved;
+        FILE *f;
+        long len;
+
+        (void)state;
+        create_topic("kt.lost", 1);
+        produce("kt.lost", 0, 0, 1);
+        assert_int_equal(consume_one("kt.lost", "kt-lost"), 0);
+        /* 8 MiB more: the committed position 1 is no longer held */
+        memset(big, 'x', sizeof(big));
+        p = sf_producer_new(&k, bootstraps, "test-producer", on_delivery, &d,
+                            err, sizeof(err));
+        assert_non_null(p);
+        for (int i = 0; i < 800; i++)
+                assert_int_equal(
+                    sf_producer_send(p, "kt.lost", 0, "k", 1, big, sizeof(big),
+                                     NULL, &d.slots[i], 5000, err, sizeof(err)),
+                    0);
+        assert_int_equal(sf_producer_flush(p, 10000), 0);
+        sf_producer_destroy(p, 1000);
+        free(d.slots);
+        /* the log goes to stderr: catch it in a file */
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        fflush(stderr);
+        saved = dup(STDERR_FILENO);
+        dup2(fd, STDERR_FILENO);
+        assert_true(consume_one("kt.lost", "kt-lost") > 1);
+        fflush(stderr);
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+        f = fdopen(fd, "r");
+        fseek(f, 0, SEEK_END);
+        len = ftell(f);
+        rewind(f);
+        logged = sf_calloc((size_t)len + 1, 1);
+        assert_int_equal(fread(logged, 1, (size_t)len, f), (size_t)len);
+        fclose(f);
+        unlink(path);
+        if (!strstr(logged, "records were lost before this consumer read "
+                            "them: the broker no longer holds them") ||
+            !strstr(logged, "kt.lost [0]: offset reset (at offset 1"))
+                fail_msg("no lost-records error in:\n%s", logged);
+        free(logged);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -901,6 +985,7 @@ int main(void)
             cmocka_unit_test(test_done_out_of_order),
             cmocka_unit_test(test_eager_protocol),
             cmocka_unit_test(test_group_split_and_takeover),
+            cmocka_unit_test(test_lost_records_are_an_error),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);
