@@ -83,6 +83,10 @@ int sf_producer_poll(sf_producer_t *p, int timeout_ms);
  * (callbacks run). Returns how many records are still outstanding. */
 int sf_producer_flush(sf_producer_t *p, int timeout_ms);
 
+/* Why the last sf_producer_send failed (NO_ERROR when it did not):
+ * MSG_SIZE_TOO_LARGE, for one, says the record can never be sent. */
+rd_kafka_resp_err_t sf_producer_last_error(const sf_producer_t *p);
+
 /* Records enqueued whose delivery report has not been served yet. */
 int sf_producer_outstanding(const sf_producer_t *p);
 

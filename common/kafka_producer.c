@@ -15,7 +15,8 @@ struct sf_producer {
         rd_kafka_t *rk;
         sf_delivery_cb *cb;
         void *cb_arg;
-        int outstanding; /* sent, delivery report not served yet */
+        int outstanding;              /* sent, delivery report not served yet */
+        rd_kafka_resp_err_t last_err; /* of the last sf_producer_send */
 };
 
 /* Runs on the thread that polls the producer, once per record. */
@@ -131,6 +132,7 @@ int sf_producer_send(sf_producer_t *p, const char *topic, int32_t partition,
                         break;
                 rd_kafka_poll(p->rk, left < 100 ? (int)left : 100);
         }
+        p->last_err = err;
         if (!err) {
                 p->outstanding++;
                 return 0; /* headers now owned by the record */
@@ -169,6 +171,11 @@ int sf_producer_flush(sf_producer_t *p, int timeout_ms)
 int sf_producer_outstanding(const sf_producer_t *p)
 {
         return p->outstanding;
+}
+
+rd_kafka_resp_err_t sf_producer_last_error(const sf_producer_t *p)
+{
+        return p->last_err;
 }
 
 rd_kafka_t *sf_producer_handle(sf_producer_t *p)

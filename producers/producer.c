@@ -45,6 +45,7 @@ typedef struct pr_loop {
         sf_buf_t key, value;   /* the record being sent, reused */
         uint64_t delivered;
         uint64_t failures;
+        uint64_t oversize; /* changes sent to the DLQ as too large */
 } pr_loop_t;
 
 static void pr_on_delivery(void *cb_arg, void *opaque, rd_kafka_resp_err_t err)
@@ -85,6 +86,58 @@ static void pr_ack_delivered(pr_loop_t *l)
         l->acked = next - 1;
 }
 
+/* A change larger than Kafka takes (message.max.bytes) can never be sent:
+ * instead of stopping the capture on it for good, its envelope goes to the
+ * DLQ without the before and after images, with the reason, and counts as
+ * delivered once the DLQ has it. The row itself stays in the source
+ * database for whoever follows the DLQ up. */
+static int pr_dead_letter_oversize(pr_loop_t *l, const sf_change_t *c,
+                                   int64_t pos, int begun, size_t size)
+{
+        char err[512], limit[32] = "?", what[64], *reason;
+        size_t limit_len = sizeof(limit);
+        sf_change_t slim = *c;
+        rd_kafka_headers_t *hdrs;
+        int rc;
+
+        rd_kafka_conf_get(rd_kafka_conf(sf_producer_handle(l->kp)),
+                          "message.max.bytes", limit, &limit_len);
+        slim.before = slim.after = NULL;
+        slim.before_text = slim.after_text = NULL;
+        sf_buf_reset(&l->value);
+        if (sf_change_value_append(&l->value, &slim))
+                return -1;
+        if (size == SIZE_MAX)
+                snprintf(what, sizeof(what), "more than %zu bytes",
+                         (size_t)SF_MAX_RECORD_BYTES);
+        else
+                snprintf(what, sizeof(what), "%zu bytes", size);
+        reason = sf_asprintf(
+            "change of %s is larger than Kafka's message.max.bytes (%s): "
+            "sent to the DLQ without its before and after images; raise "
+            "message.max.bytes in kafka.config (and the topic's "
+            "max.message.bytes) to carry rows this large",
+            what, limit);
+        sf_error(PR_COMPONENT, "change %s of %s: %s", c->event_id, c->table,
+                 reason);
+        hdrs = sf_dlq_headers_new(NULL, l->cfg->topic_sync_log, -1, -1, reason,
+                                  "producer", 1);
+        rd_kafka_header_add(hdrs, SF_HDR_EVENT_ID, -1, c->event_id, -1);
+        free(reason);
+        if (!begun)
+                sf_tracker_begin(l->tracker, pos);
+        rc = sf_producer_send(l->kp, l->cfg->topic_dlq, RD_KAFKA_PARTITION_UA,
+                              l->key.data, l->key.len, l->value.data,
+                              l->value.len, hdrs, (void *)(intptr_t)pos,
+                              PR_SEND_TIMEOUT_MS, err, sizeof(err));
+        if (rc)
+                sf_error(PR_COMPONENT, "sending change %s to the DLQ: %s",
+                         c->event_id, err);
+        else
+                l->oversize++;
+        return rc;
+}
+
 static int pr_send(pr_loop_t *l, const sf_change_t *c, int64_t pos)
 {
         char err[512];
@@ -94,12 +147,8 @@ static int pr_send(pr_loop_t *l, const sf_change_t *c, int64_t pos)
         sf_buf_reset(&l->key);
         sf_buf_reset(&l->value);
         if (sf_change_key_append(&l->key, c) ||
-            sf_change_value_append(&l->value, c)) {
-                sf_error(PR_COMPONENT,
-                         "change %s is too large to write as a record",
-                         c->event_id);
-                return -1;
-        }
+            sf_change_value_append(&l->value, c))
+                return pr_dead_letter_oversize(l, c, pos, 0, SIZE_MAX);
         hdrs = rd_kafka_headers_new(1);
         rd_kafka_header_add(hdrs, SF_HDR_EVENT_ID, -1, c->event_id, -1);
         sf_tracker_begin(l->tracker, pos);
@@ -108,6 +157,12 @@ static int pr_send(pr_loop_t *l, const sf_change_t *c, int64_t pos)
             l->key.len, l->value.data, l->value.len, hdrs,
             (void *)(intptr_t)pos, PR_SEND_TIMEOUT_MS, err, sizeof(err));
         hdrs = NULL; /* owned by the producer, even on failure */
+        if (rc && sf_producer_last_error(l->kp) ==
+                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+                /* POS stays begun: the DLQ record's report finishes it */
+                return pr_dead_letter_oversize(l, c, pos, 1,
+                                               l->key.len + l->value.len);
+        }
         if (rc)
                 sf_error(PR_COMPONENT, "sending change %s: %s", c->event_id,
                          err);
@@ -222,8 +277,10 @@ static void pr_shutdown(pr_loop_t *l)
                         "the next start",
                         left, l->opts->flush_grace_ms);
         sf_info(PR_COMPONENT,
-                "stopped: %llu changes delivered, %llu delivery failures",
+                "stopped: %llu changes delivered (%llu of them to the DLQ as "
+                "too large), %llu delivery failures",
                 (unsigned long long)l->delivered,
+                (unsigned long long)l->oversize,
                 (unsigned long long)l->failures);
 }
 
@@ -308,6 +365,9 @@ int sf_producer_run(const sf_config_t *cfg, const sf_producer_opts_t *opts,
         char err[512];
 
         memset(&l, 0, sizeof(l));
+        /* nothing syncfleet reads back may be larger */
+        sf_buf_init(&l.key, SF_MAX_RECORD_BYTES);
+        sf_buf_init(&l.value, SF_MAX_RECORD_BYTES);
         pr_opts_defaults(&o);
         l.cfg = cfg;
         l.opts = &o;

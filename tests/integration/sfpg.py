@@ -311,7 +311,8 @@ class SyncLog:
     (which retains about 5 MiB per partition) drops old ones.
 
     records(): every record read so far, each a dict with partition,
-    offset, key and value (parsed JSON) and event_id (the header)."""
+    offset, key and value (parsed JSON), event_id (the header) and headers
+    (every header, by name)."""
 
     def __init__(self, bootstrap, topic, directory, name="synclog"):
         self.proc = sftest.Proc(
@@ -336,7 +337,8 @@ class SyncLog:
                     "partition": env["partition"], "offset": env["offset"],
                     "key": json.loads(env["key"]) if env.get("key") else None,
                     "value": json.loads(env["payload"]) if env.get("payload") else None,
-                    "event_id": hdr.get("syncfleet-event-id")})
+                    "event_id": hdr.get("syncfleet-event-id"),
+                    "headers": hdr})
         return self._cache
 
     def wait(self, predicate, timeout=60, what="records on the sync-log"):
@@ -350,10 +352,10 @@ class SyncLog:
         except AssertionError as e:
             raise AssertionError("%s (%d records read)" % (e, len(self.records()))) from None
 
-    def wait_count(self, n, timeout=60, where=None):
+    def wait_count(self, n, timeout=60, where=None, what=None):
         where = where or (lambda r: True)
         return self.wait(lambda recs: sum(1 for r in recs if where(r)) >= n, timeout,
-                         "%d records on the sync-log" % n)
+                         what or "%d records on the sync-log" % n)
 
     def stop(self):
         self.proc.kill()

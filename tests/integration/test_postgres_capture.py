@@ -203,6 +203,43 @@ class CaptureTest(sfpg.PgTestCase):
             self.assertEqual(seen.get(k, []), list(range(1, v + 1)), k)
         proc.stop()
 
+    def test_oversized_row_goes_to_the_dlq(self):
+        """A row larger than Kafka takes (message.max.bytes, 1,000,000 by
+        default) cannot stop the capture: its envelope goes to the DLQ
+        without images, with the reason, and the changes after it flow."""
+        self.sql("CREATE TABLE docs(id int PRIMARY KEY, body text)")
+        proc = self.producer(self.write_pipeline({"docs": ["insert", "update"]}))
+        log = self.sync_log()
+        dlq = sfpg.SyncLog(self.brk.bootstrap, self.brk.topic("dlq"), self.tmp.path,
+                           name="dlq")
+        self.addCleanup(dlq.stop)
+        self.sql("INSERT INTO docs VALUES (1, 'small')")
+        self.sql("INSERT INTO docs VALUES (2, repeat('x', 1500000))")
+        self.sql("UPDATE docs SET body = 'after' WHERE id = 1")
+        recs = log.wait_count(2)
+        self.assertEqual([(r["value"]["op"], r["key"]["key"]["id"]) for r in sfpg.ordered(recs)],
+                         [("c", 1), ("u", 1)])
+        bad = dlq.wait_count(1, what="the oversized change in the DLQ")[0]
+        self.assertEqual(bad["key"], {"key": {"id": 2}, "table": "docs"})
+        self.assertEqual(bad["value"]["op"], "c")
+        self.assertIsNone(bad["value"]["after"])
+        self.assertIsNone(bad["value"]["before"])
+        self.assertEqual(bad["value"]["source"]["table"], "docs")
+        self.assertRegex(bad["event_id"], r"^postgres:\d+:%s:[0-9A-F]+/[0-9A-F]+:1$" % self.db)
+        h = bad["headers"]
+        self.assertRegex(h["syncfleet-error"],
+                         r"^change of \d+ bytes is larger than Kafka's message.max.bytes "
+                         r"\(1000000\): sent to the DLQ without its before and after images; "
+                         r"raise message.max.bytes in kafka.config")
+        self.assertEqual(h["syncfleet-stage"], "producer")
+        self.assertEqual(h["syncfleet-origin"], self.brk.topic("sync-log") + "/-1/-1")
+        # the slot moves past it: it counts as delivered
+        self.wait_flushed()
+        proc.stop()
+        self.assertIn("producer: change %s of docs: change of " % bad["event_id"],
+                      proc.stderr())
+        self.assertRegex(proc.stderr(), r"stopped: 3 changes delivered \(1 of them to the DLQ")
+
     def run_producer(self, pipeline, *args):
         return subprocess.run([sftest.env_path("SYNCFLEET"), "producer", "-c", pipeline,
                                "--brokers", self.brk.bootstrap] + list(args),
