@@ -83,6 +83,15 @@ sf_producer_t *sf_producer_new(const sf_kafka_cfg_t *k, const char *bootstraps,
             rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err)) !=
                 RD_KAFKA_CONF_OK)
                 goto fail;
+        /* The embedded broker keeps about 5 MiB per partition; JSON
+         * records compressed take a third or less of that, so a consumer
+         * may fall that much further behind before records are dropped
+         * under it. */
+        if (k && k->embedded && !sf_kafka_cfg_get(k, "compression.type") &&
+            !sf_kafka_cfg_get(k, "compression.codec") &&
+            rd_kafka_conf_set(conf, "compression.type", "lz4", err,
+                              sizeof(err)) != RD_KAFKA_CONF_OK)
+                goto fail;
         p = sf_calloc(1, sizeof(*p));
         p->cb = cb;
         p->cb_arg = cb_arg;

@@ -151,16 +151,18 @@ class SnapshotTest(sfpg.PgTestCase):
         never completed: the next start drops it and takes a new snapshot;
         once complete, a restart streams without another one."""
         self.make_stock()
-        self.sql("ALTER TABLE stock ADD COLUMN note text;"
-                 "UPDATE stock SET note = repeat('x', 5000) WHERE id = 15000")
         log = self.sync_log()
-        # the first producer cannot send the row with the long note (above
-        # its message.max.bytes), so its snapshot can never complete
+        # the first producer holds every record in one batch for a minute,
+        # so nothing is delivered and its snapshot cannot complete before
+        # it is killed while reading the table
         first = self.producer(self.write_pipeline(
             {"stock": ["insert", "update", "delete"]}, snapshot="initial",
-            kafka_config={"message.max.bytes": "2000"}, name="small.yaml"),
-            name="producer-1", wait_streaming=False)
-        self.wait_log(first, r"resending the changes after position", timeout=60)
+            kafka_config={"linger.ms": "60000", "batch.num.messages": "1000000",
+                          "batch.size": "100000000", "message.max.bytes": "100000000"},
+            name="held.yaml"), name="producer-1", wait_streaming=False)
+        self.wait_log(first, r"snapshot of stock: reading", timeout=60)
+        time.sleep(1)
+        self.assertNotIn("complete", first.stderr())
         first.kill()
         pipeline = self.write_pipeline({"stock": ["insert", "update", "delete"]},
                                        snapshot="initial")

@@ -928,6 +928,7 @@ static void test_lost_records_are_an_error(void **state)
         static char big[10 * 1024];
         sf_producer_t *p;
         int fd, saved;
+        int64_t first;
         FILE *f;
         long len;
 
@@ -935,17 +936,24 @@ static void test_lost_records_are_an_error(void **state)
         create_topic("kt.lost", 1);
         produce("kt.lost", 0, 0, 1);
         assert_int_equal(consume_one("kt.lost", "kt-lost"), 0);
-        /* 8 MiB more: the committed position 1 is no longer held */
-        memset(big, 'x', sizeof(big));
+        /* 8 MiB more, each record random, so that the embedded broker's
+         * lz4 compression cannot shrink them: the committed position 1 is
+         * no longer held */
+        srand(7);
         p = sf_producer_new(&k, bootstraps, "test-producer", on_delivery, &d,
                             err, sizeof(err));
         assert_non_null(p);
-        for (int i = 0; i < 800; i++)
+        for (int i = 0; i < 800; i++) {
+                for (size_t j = 0; j < sizeof(big); j++)
+                        big[j] = (char)(rand() & 0xff);
                 assert_int_equal(
                     sf_producer_send(p, "kt.lost", 0, "k", 1, big, sizeof(big),
                                      NULL, &d.slots[i], 5000, err, sizeof(err)),
                     0);
-        assert_int_equal(sf_producer_flush(p, 10000), 0);
+                /* batches of 1 MiB: the broker drops whole batches */
+                if (i % 100 == 99)
+                        assert_int_equal(sf_producer_flush(p, 10000), 0);
+        }
         sf_producer_destroy(p, 1000);
         free(d.slots);
         /* the log goes to stderr: catch it in a file */
@@ -954,10 +962,11 @@ static void test_lost_records_are_an_error(void **state)
         fflush(stderr);
         saved = dup(STDERR_FILENO);
         dup2(fd, STDERR_FILENO);
-        assert_true(consume_one("kt.lost", "kt-lost") > 1);
+        first = consume_one("kt.lost", "kt-lost");
         fflush(stderr);
         dup2(saved, STDERR_FILENO);
         close(saved);
+        assert_true(first > 1);
         f = fdopen(fd, "r");
         fseek(f, 0, SEEK_END);
         len = ftell(f);
