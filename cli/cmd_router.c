@@ -72,7 +72,7 @@ int sf_cmd_router(int argc, char **argv)
                 return SF_EXIT_USAGE;
         }
         sf_signals_install();
-        r = sf_router_new(cfg, bootstraps, errstr, sizeof(errstr));
+        r = sf_router_new(cfg, bootstraps, 0, errstr, sizeof(errstr));
         if (!r) {
                 sf_error("router", "%s", errstr);
                 rc = SF_EXIT_RUNTIME;

@@ -92,13 +92,14 @@ static void *sf_run_thread(void *arg)
                 opts.flush_grace_ms = ctx->grace_ms;
                 opts.on_ready = sf_run_producer_ready;
                 opts.ready_arg = t;
+                opts.expect_router = 1;
                 rc = sf_producer_run(ctx->cfg, &opts, errstr, sizeof(errstr));
                 if (rc)
                         sf_error("producer", "%s", errstr);
                 break;
         }
         case SF_PART_ROUTER: {
-                sf_router_t *r = sf_router_new(ctx->cfg, ctx->bootstraps,
+                sf_router_t *r = sf_router_new(ctx->cfg, ctx->bootstraps, 1,
                                                errstr, sizeof(errstr));
 
                 sf_run_report(ctx, r != NULL);

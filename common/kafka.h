@@ -104,6 +104,32 @@ rd_kafka_headers_t *sf_dlq_headers_new(const rd_kafka_headers_t *orig,
                                        const char *error, const char *stage,
                                        int attempts);
 
+/* --- Backlog guard (kafka_guard.c) -------------------------------------- */
+
+/* Watches, from a thread of its own, how far consumer GROUP's committed
+ * offsets on TOPIC are behind the partitions' ends, so that the owner,
+ * which produces to TOPIC, can hold back before the group falls out of
+ * what the broker retains (the embedded broker keeps ~5 MiB per
+ * partition). Until GROUP has committed anything it is not waited for,
+ * unless EXPECT_GROUP says it will come. NULL with errstr on failure. */
+typedef struct sf_backlog_guard sf_backlog_guard_t;
+
+sf_backlog_guard_t *sf_backlog_guard_new(const sf_kafka_cfg_t *k,
+                                         const char *bootstraps,
+                                         const char *topic, const char *group,
+                                         int expect_group, char *errstr,
+                                         size_t errstr_size);
+/* The owner sent a record of BYTES to the topic (sizes the estimate), and
+ * later got its delivery report (whatever its outcome). NULL: no-ops. */
+void sf_backlog_guard_sent(sf_backlog_guard_t *g, size_t bytes);
+void sf_backlog_guard_delivered(sf_backlog_guard_t *g);
+/* How many more records may be sent now (INT64_MAX for a NULL or idle
+ * guard); 0 while some partition's backlog is at the guard's budget. */
+int64_t sf_backlog_guard_room(sf_backlog_guard_t *g);
+/* sf_backlog_guard_room() == 0: send nothing new. */
+int sf_backlog_guard_full(sf_backlog_guard_t *g);
+void sf_backlog_guard_destroy(sf_backlog_guard_t *g); /* NULL is a no-op */
+
 /* --- Offset tracking ---------------------------------------------------- */
 
 /* The offsets of one partition that were handed out and are not done yet.

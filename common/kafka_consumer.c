@@ -315,6 +315,12 @@ sf_consumer_t *sf_consumer_new(const sf_kafka_cfg_t *k, const char *bootstraps,
         if (!rc && k && k->embedded)
                 rc = sf_consumer_conf_set(conf, k, "fetch.wait.max.ms", "10", 0,
                                           errstr, errstr_size);
+        /* The producing side's backlog guard (kafka_guard.c) reads the
+         * committed offsets: on the embedded broker, where it runs and
+         * commits cost nothing, they follow the work closely. */
+        if (!rc && k && k->embedded)
+                rc = sf_consumer_conf_set(conf, k, "auto.commit.interval.ms",
+                                          "100", 0, errstr, errstr_size);
         if (!rc && !sf_kafka_cfg_has(k, "session.timeout.ms")) {
                 int emb = k && k->embedded;
 

@@ -43,6 +43,7 @@ typedef struct pr_loop {
         int64_t polled;        /* changes polled, for positions not in seq */
         int failed;            /* a send or delivery failed: rewind */
         sf_buf_t key, value;   /* the record being sent, reused */
+        sf_backlog_guard_t *guard; /* embedded broker: the router's backlog */
         uint64_t delivered;
         uint64_t failures;
         uint64_t oversize; /* changes sent to the DLQ as too large */
@@ -53,6 +54,7 @@ static void pr_on_delivery(void *cb_arg, void *opaque, rd_kafka_resp_err_t err)
         pr_loop_t *l = cb_arg;
         int64_t pos = (int64_t)(intptr_t)opaque;
 
+        sf_backlog_guard_delivered(l->guard);
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
                 /* one line per failure burst: the rest share the cause */
                 if (!l->failed)
@@ -157,6 +159,8 @@ static int pr_send(pr_loop_t *l, const sf_change_t *c, int64_t pos)
             l->key.len, l->value.data, l->value.len, hdrs,
             (void *)(intptr_t)pos, PR_SEND_TIMEOUT_MS, err, sizeof(err));
         hdrs = NULL; /* owned by the producer, even on failure */
+        if (!rc)
+                sf_backlog_guard_sent(l->guard, l->key.len + l->value.len);
         if (rc && sf_producer_last_error(l->kp) ==
                       RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
                 /* POS stays begun: the DLQ record's report finishes it */
@@ -320,6 +324,8 @@ static int pr_loop(pr_loop_t *l, sf_change_t *batch, int batch_max,
                 }
                 room = l->opts->max_in_flight -
                        (int)sf_tracker_inflight(l->tracker);
+                if (sf_backlog_guard_room(l->guard) < room)
+                        room = (int)sf_backlog_guard_room(l->guard);
                 if (room > 0) {
                         n = sf_capture_poll(l->cap, batch,
                                             room < batch_max ? room : batch_max,
@@ -389,6 +395,16 @@ int sf_producer_run(const sf_config_t *cfg, const sf_producer_opts_t *opts,
             sf_kafka_create_topics(cfg, o.embedded, o.bootstraps, err,
                                    sizeof(err)))
                 sf_warn(PR_COMPONENT, "creating topics: %s", err);
+        if (cfg->kafka.embedded) {
+                char *group = sf_asprintf("%s.router", cfg->kafka.topic_prefix);
+
+                l.guard = sf_backlog_guard_new(
+                    &cfg->kafka, o.bootstraps, cfg->topic_sync_log, group,
+                    o.expect_router, err, sizeof(err));
+                free(group);
+                if (!l.guard)
+                        sf_warn(PR_COMPONENT, "%s", err);
+        }
         l.tracker = sf_tracker_new();
         batch_max = cfg->source.batch_size > 0 ? cfg->source.batch_size : 1000;
         batch = sf_calloc((size_t)batch_max, sizeof(*batch));
@@ -401,6 +417,7 @@ int sf_producer_run(const sf_config_t *cfg, const sf_producer_opts_t *opts,
         pr_shutdown(&l);
 out:
         /* the Kafka client first: its last callbacks use the tracker */
+        sf_backlog_guard_destroy(l.guard);
         sf_producer_destroy(l.kp, 0);
         sf_tracker_destroy(l.tracker);
         sf_capture_close(l.cap);

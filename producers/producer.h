@@ -29,6 +29,12 @@ typedef struct sf_producer_opts {
          * captured. May be NULL. */
         void (*on_ready)(void *ready_arg);
         void *ready_arg;
+        /* On the embedded broker (kafka.brokers: embedded), the producer
+         * holds back while the router group is more than the broker keeps
+         * behind (kafka.h, backlog guard). Set when a router is sure to
+         * come (syncfleet run): then it is waited for from the start, not
+         * only once it has committed. */
+        int expect_router;
 } sf_producer_opts_t;
 
 /* Opens and installs the capture source (install is idempotent and brings

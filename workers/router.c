@@ -58,6 +58,8 @@ struct sf_router {
         int64_t hold_ms;        /* max(coalesce_ms, delay_ms) */
         sf_route_out_t *resend; /* failed deliveries, to send again */
         int closing;            /* the consumer is gone */
+        /* embedded broker: the worker groups' backlogs (NULL: none) */
+        sf_backlog_guard_t *guard_message, *guard_webservice;
         uint64_t routed, dead, redelivered;
 };
 
@@ -83,15 +85,28 @@ static void sf_router_job_done(sf_router_t *r, sf_route_job_t *job)
         free(job);
 }
 
+/* The backlog guard of TOPIC, or NULL (the DLQ has none). */
+static sf_backlog_guard_t *sf_router_guard(sf_router_t *r, const char *topic)
+{
+        if (topic == r->cfg->topic_outbound_message)
+                return r->guard_message;
+        if (topic == r->cfg->topic_outbound_webservice)
+                return r->guard_webservice;
+        return NULL;
+}
+
 static void sf_router_send(sf_router_t *r, sf_route_out_t *o)
 {
         char errstr[256];
         rd_kafka_headers_t *hdrs =
             o->headers ? rd_kafka_headers_copy(o->headers) : NULL;
 
-        if (sf_producer_send(r->producer, o->topic, RD_KAFKA_PARTITION_UA,
-                             o->key, o->key_len, o->value, o->value_len, hdrs,
-                             o, 1000, errstr, sizeof(errstr))) {
+        if (!sf_producer_send(r->producer, o->topic, RD_KAFKA_PARTITION_UA,
+                              o->key, o->key_len, o->value, o->value_len, hdrs,
+                              o, 1000, errstr, sizeof(errstr))) {
+                sf_backlog_guard_sent(sf_router_guard(r, o->topic),
+                                      o->key_len + o->value_len);
+        } else {
                 sf_warn("router", "cannot enqueue a record for %s: %s",
                         o->topic, errstr);
                 o->resend_at_ms = sf_mono_ms() + SF_ROUTER_RESEND_MS;
@@ -111,6 +126,7 @@ static void sf_router_on_delivery(void *cb_arg, void *opaque,
                 sf_route_out_free(o);
                 return;
         }
+        sf_backlog_guard_delivered(sf_router_guard(r, o->topic));
         if (err) {
                 sf_warn("router", "delivery to %s failed, sending again: %s",
                         o->topic, rd_kafka_err2str(err));
@@ -358,8 +374,44 @@ out:
         free(event_id);
 }
 
+/* On the embedded broker, a guard for each outbound topic some action
+ * feeds, on the backlog of the workers that read it. */
+static void sf_router_guards(sf_router_t *r, const char *bootstraps,
+                             int expect_workers)
+{
+        const sf_config_t *cfg = r->cfg;
+        int kinds[2] = {0, 0};
+        char err[512];
+
+        if (!cfg->kafka.embedded)
+                return;
+        for (size_t i = 0; i < cfg->action_cnt; i++)
+                kinds[cfg->actions[i].kind == SF_KIND_MESSAGE ? 0 : 1] = 1;
+        for (int k = 0; k < 2; k++) {
+                const char *topic = k ? cfg->topic_outbound_webservice
+                                      : cfg->topic_outbound_message;
+                char *group;
+                sf_backlog_guard_t *g;
+
+                if (!kinds[k])
+                        continue;
+                group =
+                    sf_asprintf("%s.%s", cfg->kafka.topic_prefix,
+                                k ? "webservice-workers" : "message-workers");
+                g = sf_backlog_guard_new(&cfg->kafka, bootstraps, topic, group,
+                                         expect_workers, err, sizeof(err));
+                free(group);
+                if (!g)
+                        sf_warn("router", "%s", err);
+                if (k)
+                        r->guard_webservice = g;
+                else
+                        r->guard_message = g;
+        }
+}
+
 sf_router_t *sf_router_new(const sf_config_t *cfg, const char *bootstraps,
-                           char *errstr, size_t errstr_size)
+                           int expect_workers, char *errstr, size_t errstr_size)
 {
         sf_router_t *r = sf_calloc(1, sizeof(*r));
         const char *topics[] = {cfg->topic_sync_log};
@@ -382,6 +434,7 @@ sf_router_t *sf_router_new(const sf_config_t *cfg, const char *bootstraps,
                 sf_router_destroy(r);
                 return NULL;
         }
+        sf_router_guards(r, bootstraps, expect_workers);
         return r;
 }
 
@@ -397,18 +450,31 @@ int sf_router_run(sf_router_t *r, int grace_ms, char *errstr,
         while (!sf_should_stop()) {
                 int busy = 0;
 
-                if (!r->paused && r->jobs >= SF_ROUTER_MAX_INFLIGHT) {
+                int held = sf_backlog_guard_full(r->guard_message) ||
+                           sf_backlog_guard_full(r->guard_webservice);
+
+                if (!r->paused && (r->jobs >= SF_ROUTER_MAX_INFLIGHT || held)) {
                         sf_consumer_pause(r->consumer, 1);
                         r->paused = 1;
-                } else if (r->paused && r->jobs < SF_ROUTER_MAX_INFLIGHT / 2) {
+                } else if (r->paused && !held &&
+                           r->jobs < SF_ROUTER_MAX_INFLIGHT / 2) {
                         sf_consumer_pause(r->consumer, 0);
                         r->paused = 0;
                 }
                 for (int i = 0; i < 1000; i++) {
                         sf_offset_ref_t ref;
-                        rd_kafka_message_t *m = sf_consumer_poll(
-                            r->consumer, i || r->jobs ? 0 : 100, &ref);
+                        rd_kafka_message_t *m;
 
+                        /* held back: what was fetched is dropped by the
+                         * pause and fetched again after it */
+                        if (!r->paused &&
+                            (sf_backlog_guard_full(r->guard_message) ||
+                             sf_backlog_guard_full(r->guard_webservice))) {
+                                sf_consumer_pause(r->consumer, 1);
+                                r->paused = 1;
+                        }
+                        m = sf_consumer_poll(r->consumer,
+                                             i || r->jobs ? 0 : 100, &ref);
                         if (!m)
                                 break;
                         busy = 1;
@@ -465,6 +531,8 @@ void sf_router_destroy(sf_router_t *r)
          * their records. */
         if (r->producer && r->consumer)
                 sf_producer_flush(r->producer, 1000);
+        sf_backlog_guard_destroy(r->guard_message);
+        sf_backlog_guard_destroy(r->guard_webservice);
         sf_consumer_destroy(r->consumer);
         r->closing = 1;
         sf_producer_destroy(r->producer, 1000);

@@ -16,9 +16,14 @@
 
 typedef struct sf_router sf_router_t;
 
-/* CFG is borrowed and must outlive the router. */
+/* CFG is borrowed and must outlive the router. On the embedded broker the
+ * router holds back while the workers of an outbound topic are more than
+ * the broker keeps behind (kafka.h, backlog guard); EXPECT_WORKERS says
+ * they are sure to come (syncfleet run), so they are waited for from the
+ * start, not only once they have committed. */
 sf_router_t *sf_router_new(const sf_config_t *cfg, const char *bootstraps,
-                           char *errstr, size_t errstr_size);
+                           int expect_workers, char *errstr,
+                           size_t errstr_size);
 
 /* Runs until sf_should_stop(); then stops intake, waits up to GRACE_MS for
  * outbound deliveries, stores and commits what is done. Returns 0, or -1
