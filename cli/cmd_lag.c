@@ -52,12 +52,10 @@ static int64_t sf_group_lag(const sf_config_t *cfg, const char *bootstraps,
 {
         rd_kafka_conf_t *conf;
         rd_kafka_t *rk = NULL;
-        const rd_kafka_metadata_t *md = NULL;
-        rd_kafka_topic_partition_list_t *parts = NULL;
-        rd_kafka_resp_err_t err;
-        rd_kafka_topic_t *rkt = NULL;
+        sf_partition_lag_t *lags = NULL;
         int64_t total = -1;
         char errbuf[512];
+        int n;
 
         conf = sf_kafka_conf_new(&cfg->kafka, bootstraps, "syncfleet-lag",
                                  errstr, errstr_size);
@@ -76,59 +74,24 @@ static int64_t sf_group_lag(const sf_config_t *cfg, const char *bootstraps,
                 return -1;
         }
         conf = NULL; /* now owned by rk */
-        rkt = rd_kafka_topic_new(rk, topic, NULL);
-        err = rd_kafka_metadata(rk, 0, rkt, &md, SF_LAG_TIMEOUT_MS);
-        if (err || md->topic_cnt != 1 || md->topics[0].err) {
-                sf_seterr(errstr, errstr_size, "metadata of %s: %s", topic,
-                          rd_kafka_err2str(err ? err : md->topics[0].err));
+        n = sf_group_lag_read(rk, topic, SF_LAG_TIMEOUT_MS, &lags, errstr,
+                              errstr_size);
+        if (n < 0)
                 goto out;
-        }
-        parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
-        for (int i = 0; i < md->topics[0].partition_cnt; i++)
-                rd_kafka_topic_partition_list_add(
-                    parts, topic, md->topics[0].partitions[i].id);
-        err = rd_kafka_committed(rk, parts, SF_LAG_TIMEOUT_MS);
-        if (err) {
-                sf_seterr(errstr, errstr_size,
-                          "committed offsets of group %s: %s", group,
-                          rd_kafka_err2str(err));
-                goto out;
-        }
         total = 0;
-        for (int i = 0; i < parts->cnt; i++) {
-                rd_kafka_topic_partition_t *p = &parts->elems[i];
-                int64_t lo = 0, hi = 0, committed, lag;
-                cJSON *o;
+        for (int i = 0; i < n; i++) {
+                cJSON *o = cJSON_CreateObject();
 
-                err = rd_kafka_query_watermark_offsets(
-                    rk, topic, p->partition, &lo, &hi, SF_LAG_TIMEOUT_MS);
-                if (err) {
-                        sf_seterr(errstr, errstr_size,
-                                  "end offset of %s [%d]: %s", topic,
-                                  (int)p->partition, rd_kafka_err2str(err));
-                        total = -1;
-                        goto out;
-                }
-                /* no commit yet: the group starts at the earliest record */
-                committed = p->offset >= 0 ? p->offset : -1;
-                lag = hi - (committed >= 0 ? committed : lo);
-                if (lag < 0)
-                        lag = 0;
-                total += lag;
-                o = cJSON_CreateObject();
-                cJSON_AddNumberToObject(o, "partition", p->partition);
-                cJSON_AddNumberToObject(o, "committed", (double)committed);
-                cJSON_AddNumberToObject(o, "end", (double)hi);
-                cJSON_AddNumberToObject(o, "lag", (double)lag);
+                total += lags[i].lag;
+                cJSON_AddNumberToObject(o, "partition", lags[i].partition);
+                cJSON_AddNumberToObject(o, "committed",
+                                        (double)lags[i].committed);
+                cJSON_AddNumberToObject(o, "end", (double)lags[i].hi);
+                cJSON_AddNumberToObject(o, "lag", (double)lags[i].lag);
                 cJSON_AddItemToArray(arr, o);
         }
 out:
-        if (parts)
-                rd_kafka_topic_partition_list_destroy(parts);
-        if (md)
-                rd_kafka_metadata_destroy(md);
-        if (rkt)
-                rd_kafka_topic_destroy(rkt);
+        free(lags);
         rd_kafka_destroy(rk);
         return total;
 }
@@ -206,7 +169,8 @@ int sf_cmd_lag(int argc, char **argv)
                         cJSON_AddItemToObject(g, "partitions", parts);
                         cJSON_AddItemToArray(groups, g);
                         if (total < 0) {
-                                fprintf(stderr, "syncfleet lag: %s\n", errstr);
+                                fprintf(stderr, "syncfleet lag: group %s: %s\n",
+                                        group, errstr);
                                 rc = SF_EXIT_RUNTIME;
                                 free(group);
                                 continue;

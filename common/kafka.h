@@ -104,7 +104,25 @@ rd_kafka_headers_t *sf_dlq_headers_new(const rd_kafka_headers_t *orig,
                                        const char *error, const char *stage,
                                        int attempts);
 
-/* --- Backlog guard (kafka_guard.c) -------------------------------------- */
+/* --- Consumer group lag and the backlog guard (kafka_guard.c) ---------- */
+
+/* One partition of a group's input topic: the committed offset (-1: none
+ * yet), the partition's first and end offsets, and the records between
+ * the group's position and the end. */
+typedef struct sf_partition_lag {
+        int32_t partition;
+        int64_t committed;
+        int64_t lo, hi;
+        int64_t lag;
+} sf_partition_lag_t;
+
+/* The lag of every partition of TOPIC for the group of consumer handle RK
+ * (its group.id; it need not subscribe): OffsetFetch and ListOffsets only,
+ * which every broker answers. Returns the count with *OUT malloc'd, or -1
+ * with errstr. */
+int sf_group_lag_read(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                      sf_partition_lag_t **out, char *errstr,
+                      size_t errstr_size);
 
 /* Watches, from a thread of its own, how far consumer GROUP's committed
  * offsets on TOPIC are behind the partitions' ends, so that the owner,

@@ -76,50 +76,96 @@ static uint64_t sf_guard_estimate(sf_backlog_guard_t *g)
                (sent > base ? sent - base : 0);
 }
 
+int sf_group_lag_read(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                      sf_partition_lag_t **out, char *errstr,
+                      size_t errstr_size)
+{
+        const rd_kafka_metadata_t *md = NULL;
+        rd_kafka_topic_partition_list_t *parts = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        rd_kafka_resp_err_t err;
+        sf_partition_lag_t *lags = NULL;
+        int n = -1;
+
+        *out = NULL;
+        err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+        if (err || md->topic_cnt != 1 || md->topics[0].err) {
+                sf_seterr(errstr, errstr_size, "metadata of %s: %s", topic,
+                          rd_kafka_err2str(err ? err : md->topics[0].err));
+                goto out;
+        }
+        parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+        for (int i = 0; i < md->topics[0].partition_cnt; i++)
+                rd_kafka_topic_partition_list_add(
+                    parts, topic, md->topics[0].partitions[i].id);
+        err = rd_kafka_committed(rk, parts, timeout_ms);
+        if (err) {
+                sf_seterr(errstr, errstr_size, "committed offsets on %s: %s",
+                          topic, rd_kafka_err2str(err));
+                goto out;
+        }
+        lags = sf_calloc(parts->cnt ? (size_t)parts->cnt : 1, sizeof(*lags));
+        for (int i = 0; i < parts->cnt; i++) {
+                const rd_kafka_topic_partition_t *p = &parts->elems[i];
+                sf_partition_lag_t *l = &lags[i];
+
+                l->partition = p->partition;
+                err = rd_kafka_query_watermark_offsets(
+                    rk, topic, p->partition, &l->lo, &l->hi, timeout_ms);
+                if (err) {
+                        sf_seterr(errstr, errstr_size,
+                                  "end offset of %s [%d]: %s", topic,
+                                  (int)p->partition, rd_kafka_err2str(err));
+                        goto out;
+                }
+                /* no commit yet: the group starts at the earliest record */
+                l->committed = p->offset >= 0 ? p->offset : -1;
+                l->lag = l->hi - (l->committed >= 0 ? l->committed : l->lo);
+                if (l->lag < 0)
+                        l->lag = 0;
+        }
+        n = parts->cnt;
+        *out = lags;
+        lags = NULL;
+out:
+        free(lags);
+        if (parts)
+                rd_kafka_topic_partition_list_destroy(parts);
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+        return n;
+}
+
 /* One look at the group's backlog: the largest lag of a partition into
  * g->worst, and whether the group is there to wait for. 0, or -1 when the
  * broker did not answer. */
 static int sf_guard_check(sf_backlog_guard_t *g)
 {
-        const rd_kafka_metadata_t *md = NULL;
-        rd_kafka_topic_partition_list_t *parts = NULL;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(g->rk, g->topic, NULL);
-        rd_kafka_resp_err_t err;
         /* every record reported delivered by now is below the ends read
-         * next; those sent since are added by sf_backlog_guard_full */
+         * next; those sent since are added by sf_guard_estimate */
         uint64_t delivered = atomic_load(&g->delivered);
-        int rc = -1, any_commit = 0;
+        sf_partition_lag_t *lags;
+        int n, any_commit = 0;
         int32_t worst_p = -1;
         int64_t worst = 0;
+        char err[256];
 
-        err = rd_kafka_metadata(g->rk, 0, rkt, &md, SF_GUARD_TIMEOUT_MS);
-        if (err || md->topic_cnt != 1 || md->topics[0].err)
-                goto out;
-        parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
-        for (int i = 0; i < md->topics[0].partition_cnt; i++)
-                rd_kafka_topic_partition_list_add(
-                    parts, g->topic, md->topics[0].partitions[i].id);
-        if (rd_kafka_committed(g->rk, parts, SF_GUARD_TIMEOUT_MS))
-                goto out;
-        for (int i = 0; i < parts->cnt; i++) {
-                rd_kafka_topic_partition_t *p = &parts->elems[i];
-                int64_t lo = 0, hi = 0, lag;
-
-                if (rd_kafka_query_watermark_offsets(g->rk, g->topic,
-                                                     p->partition, &lo, &hi,
-                                                     SF_GUARD_TIMEOUT_MS))
-                        goto out;
-                any_commit |= p->offset >= 0;
-                lag = hi - (p->offset >= 0 ? p->offset : lo);
-                if (lag > worst) {
-                        worst = lag;
-                        worst_p = p->partition;
+        n = sf_group_lag_read(g->rk, g->topic, SF_GUARD_TIMEOUT_MS, &lags, err,
+                              sizeof(err));
+        if (n < 0)
+                return -1;
+        for (int i = 0; i < n; i++) {
+                any_commit |= lags[i].committed >= 0;
+                if (lags[i].lag > worst) {
+                        worst = lags[i].lag;
+                        worst_p = lags[i].partition;
                 }
         }
+        free(lags);
         atomic_store(&g->worst, worst);
         atomic_store(&g->delivered_at_check, delivered);
         atomic_store(&g->active, any_commit || g->expect_group);
-        rc = 0;
         if (sf_backlog_guard_full(g) && sf_mono_ms() - g->logged_ms >= 10000) {
                 uint64_t est = sf_guard_estimate(g);
 
@@ -132,13 +178,7 @@ static int sf_guard_check(sf_backlog_guard_t *g)
                         g->topic, worst_p >= 0 ? (int)worst_p : 0);
                 g->logged_ms = sf_mono_ms();
         }
-out:
-        if (parts)
-                rd_kafka_topic_partition_list_destroy(parts);
-        if (md)
-                rd_kafka_metadata_destroy(md);
-        rd_kafka_topic_destroy(rkt);
-        return rc;
+        return 0;
 }
 
 /* Checks every SF_GUARD_INTERVAL_MS while the owner sends or is held
