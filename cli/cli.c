@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 sf_config_t *sf_cli_load(const char *file)
 {
@@ -20,9 +21,9 @@ sf_config_t *sf_cli_load(const char *file)
 const char *sf_cli_bootstraps(const sf_config_t *cfg, const char *override,
                               const char *command)
 {
-        if (override)
+        if (override && strcmp(override, "embedded"))
                 return override;
-        if (!cfg->kafka.embedded)
+        if (!override && !cfg->kafka.embedded)
                 return cfg->kafka.brokers;
         fprintf(stderr,
                 "syncfleet %s: kafka.brokers is 'embedded', which lives inside "

@@ -15,8 +15,8 @@ sf_config_t *sf_cli_load(const char *file);
 
 /* The bootstrap servers a standalone component uses: OVERRIDE (--brokers)
  * when given, else kafka.brokers. A lone component cannot use an embedded
- * broker, which lives inside one process: then NULL, after telling the
- * user what to do instead. */
+ * broker (kafka.brokers or --brokers "embedded"), which lives inside one
+ * process: then NULL, after telling the user what to do instead. */
 const char *sf_cli_bootstraps(const sf_config_t *cfg, const char *override,
                               const char *command);
 

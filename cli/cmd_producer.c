@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "capture.h"
+#include "cli.h"
 #include "commands.h"
 #include "config.h"
 #include "producer.h"
@@ -59,7 +60,6 @@ int sf_cmd_producer(int argc, char **argv)
         int do_uninstall = 0, c, rc;
         sf_producer_opts_t popts;
         sf_config_t *cfg = NULL;
-        char *errors = NULL;
         char err[1024];
 
         optind = 1;
@@ -86,12 +86,8 @@ int sf_cmd_producer(int argc, char **argv)
                 usage(stderr);
                 return SF_EXIT_USAGE;
         }
-        cfg = sf_config_load(file, &errors);
-        if (!cfg) {
-                fputs(errors ? errors : "invalid configuration\n", stderr);
-                free(errors);
+        if (!(cfg = sf_cli_load(file)))
                 return SF_EXIT_USAGE;
-        }
         if (cfg->source.type == SF_SOURCE_NONE) {
                 fprintf(stderr,
                         "syncfleet producer: %s has no source "
@@ -104,17 +100,7 @@ int sf_cmd_producer(int argc, char **argv)
                 rc = uninstall(cfg);
                 goto out;
         }
-        if (!brokers)
-                brokers = cfg->kafka.embedded ? NULL : cfg->kafka.brokers;
-        if (!brokers || !strcmp(brokers, "embedded")) {
-                fprintf(stderr,
-                        "syncfleet producer: kafka.brokers is \"embedded\", "
-                        "and an in-process broker cannot be shared with "
-                        "other processes.\nRun everything in one process "
-                        "with 'syncfleet run -c %s', or start 'syncfleet "
-                        "broker' and pass the address it prints with "
-                        "--brokers.\n",
-                        file);
+        if (!(brokers = sf_cli_bootstraps(cfg, brokers, "producer"))) {
                 rc = SF_EXIT_USAGE;
                 goto out;
         }

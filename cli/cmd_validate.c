@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "config.h"
 #include "dry_run.h"
@@ -32,7 +33,6 @@ int sf_cmd_validate(int argc, char **argv)
         };
         const char *file = NULL, *event = NULL;
         char errstr[512];
-        char *errors = NULL;
         sf_config_t *cfg;
         int c;
 
@@ -57,12 +57,8 @@ int sf_cmd_validate(int argc, char **argv)
                 usage(stderr);
                 return SF_EXIT_USAGE;
         }
-        cfg = sf_config_load(file, &errors);
-        if (!cfg) {
-                fputs(errors ? errors : "invalid configuration\n", stderr);
-                free(errors);
+        if (!(cfg = sf_cli_load(file)))
                 return SF_EXIT_USAGE;
-        }
         if (event) {
                 int rc = sf_dry_run(cfg, event, stdout, errstr, sizeof(errstr));
 
