@@ -379,6 +379,31 @@ static cJSON *parse_exact(const void *p, size_t len)
         return v;
 }
 
+/* A record value: one JSON object of at most SF_MAX_RECORD_BYTES. NULL
+ * with errstr saying which of these it is not. */
+static cJSON *parse_value_object(const void *value, size_t value_len,
+                                 char *errstr, size_t errstr_size)
+{
+        cJSON *v;
+
+        if (value_len > SF_MAX_RECORD_BYTES) {
+                sf_seterr(errstr, errstr_size, "value is larger than %u bytes",
+                          SF_MAX_RECORD_BYTES);
+                return NULL;
+        }
+        v = parse_exact(value, value_len);
+        if (!v) {
+                sf_seterr(errstr, errstr_size, "value is not JSON");
+                return NULL;
+        }
+        if (!cJSON_IsObject(v)) {
+                sf_seterr(errstr, errstr_size, "value is not a JSON object");
+                cJSON_Delete(v);
+                return NULL;
+        }
+        return v;
+}
+
 /* Reads NAME of OBJ as an integer. Absent or null gives DFLT when
  * OPTIONAL, else an error; a non-integral or out-of-range number is an
  * error. PATH names the field in the message. */
@@ -729,20 +754,9 @@ int sf_change_parse(const void *key, size_t key_len, const void *value,
 
         memset(&c, 0, sizeof(c));
         c.txid = -1;
-        if (value_len > SF_MAX_RECORD_BYTES) {
-                sf_seterr(errstr, errstr_size, "value is larger than %u bytes",
-                          SF_MAX_RECORD_BYTES);
+        v = parse_value_object(value, value_len, errstr, errstr_size);
+        if (!v)
                 goto out;
-        }
-        v = parse_exact(value, value_len);
-        if (!v) {
-                sf_seterr(errstr, errstr_size, "value is not JSON");
-                goto out;
-        }
-        if (!cJSON_IsObject(v)) {
-                sf_seterr(errstr, errstr_size, "value is not a JSON object");
-                goto out;
-        }
         rc = change_parse_op(v, &c, errstr, errstr_size);
         if (!rc)
                 rc = get_int64(v, "ts_ms", "ts_ms", 0, 0, &c.ts_ms, errstr,
@@ -886,20 +900,9 @@ int sf_outbound_parse(const void *value, size_t value_len, sf_outbound_t *out,
         int rc = -1;
 
         memset(&o, 0, sizeof(o));
-        if (value_len > SF_MAX_RECORD_BYTES) {
-                sf_seterr(errstr, errstr_size, "value is larger than %u bytes",
-                          SF_MAX_RECORD_BYTES);
+        v = parse_value_object(value, value_len, errstr, errstr_size);
+        if (!v)
                 goto out;
-        }
-        v = parse_exact(value, value_len);
-        if (!v) {
-                sf_seterr(errstr, errstr_size, "value is not JSON");
-                goto out;
-        }
-        if (!cJSON_IsObject(v)) {
-                sf_seterr(errstr, errstr_size, "value is not a JSON object");
-                goto out;
-        }
         rc = get_str(v, "kind", "kind", 0, &o.kind, errstr, errstr_size);
         if (!rc)
                 rc = check_enum("kind", o.kind, kinds, "message, webservice",
