@@ -438,6 +438,14 @@ sf_router_t *sf_router_new(const sf_config_t *cfg, const char *bootstraps,
         return r;
 }
 
+/* The workers of an outbound topic are as far behind as the embedded
+ * broker allows: take no new sync-log records. */
+static int sf_router_held(sf_router_t *r)
+{
+        return sf_backlog_guard_full(r->guard_message) ||
+               sf_backlog_guard_full(r->guard_webservice);
+}
+
 int sf_router_run(sf_router_t *r, int grace_ms, char *errstr,
                   size_t errstr_size)
 {
@@ -450,8 +458,7 @@ int sf_router_run(sf_router_t *r, int grace_ms, char *errstr,
         while (!sf_should_stop()) {
                 int busy = 0;
 
-                int held = sf_backlog_guard_full(r->guard_message) ||
-                           sf_backlog_guard_full(r->guard_webservice);
+                int held = sf_router_held(r);
 
                 if (!r->paused && (r->jobs >= SF_ROUTER_MAX_INFLIGHT || held)) {
                         sf_consumer_pause(r->consumer, 1);
@@ -467,9 +474,7 @@ int sf_router_run(sf_router_t *r, int grace_ms, char *errstr,
 
                         /* held back: what was fetched is dropped by the
                          * pause and fetched again after it */
-                        if (!r->paused &&
-                            (sf_backlog_guard_full(r->guard_message) ||
-                             sf_backlog_guard_full(r->guard_webservice))) {
+                        if (!r->paused && sf_router_held(r)) {
                                 sf_consumer_pause(r->consumer, 1);
                                 r->paused = 1;
                         }
