@@ -302,8 +302,11 @@ class Receiver(_Service):
         out = []
         with open(self.log_path, "r", encoding="utf-8") as f:
             for line in f:
-                if line.endswith("\n"):  # skip a line still being written
-                    out.append(json.loads(line))
+                # a line still being written ends the log for now: reading
+                # on would take the rest of it, appended since, for a line
+                if not line.endswith("\n"):
+                    break
+                out.append(json.loads(line))
         if path is None:
             return out
         if path.endswith("*"):
