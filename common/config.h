@@ -210,15 +210,16 @@ typedef struct sf_action_cfg {
         int has_error;
         sf_target_cfg_t error_target;
         sf_mapping_t *error_mapping;
-        /* Fields of the trigger table the action reads: the template
-         * references of every mapping and path it has (target, on_delete,
-         * request, response, error), with op/event/table/event_id and
-         * response.X, error.X, status and headers.X dropped, key.X, before.X,
-         * after.X and record.X reduced to X, a bare {{key}} expanded to the key
-         * columns, references into source.records children dropped, and of
-         * an `each` only its path. Sorted, unique. check_used_fields
-         * compares exactly these; an action that reads a whole image
-         * ({{after}}) has check_used_fields forced off at load. */
+        /* Fields of the trigger table the action reads: the first segment
+         * of every template reference of every mapping and path it has
+         * (target, on_delete, request, response, error), whatever its name,
+         * and the fields source.records.*.where reads. Of syncfleet's
+         * names, @key.X, @before.X and @after.X count as X, a bare @key as
+         * the key columns, the other @names not at all; references into
+         * source.records children are dropped, and of an `each` only its
+         * path counts. Sorted, unique. check_used_fields compares exactly
+         * these; an action that reads a whole image ({{@after}}) has
+         * check_used_fields forced off at load. */
         char **used_fields;
         size_t used_fields_cnt;
         sf_pos_t pos;
