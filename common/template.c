@@ -63,13 +63,12 @@ static int sf_tparse_fail(sf_tparser_t *ps, size_t offset, const char *fmt, ...)
 
 /* syncfleet's names, as the workers fill them (workers/render.c). */
 static const char *const sf_at_names[] = {
-    "op",       "event",  "table",   "key",  "before", "after",
+    "op",       "event",    "table",  "key",     "before", "after",
     "event_id", "response", "status", "headers", "error"};
 
 int sf_template_at_known(const char *name, size_t len)
 {
-        for (size_t i = 0; i < sizeof(sf_at_names) / sizeof(*sf_at_names);
-             i++)
+        for (size_t i = 0; i < sizeof(sf_at_names) / sizeof(*sf_at_names); i++)
                 if (strlen(sf_at_names[i]) == len &&
                     !strncmp(sf_at_names[i], name, len))
                         return 1;
@@ -362,8 +361,7 @@ static int sf_tparse_ref(sf_tparser_t *ps, size_t open, size_t *end,
                                       "empty segment in path '%.*s'",
                                       (int)(stop - start), ps->src + start);
         if (ps->src[start] == SF_TEMPLATE_AT &&
-            !sf_template_at_known(seg->parts[0] + 1,
-                                  strlen(seg->parts[0] + 1)))
+            !sf_template_at_known(seg->parts[0] + 1, strlen(seg->parts[0] + 1)))
                 return sf_tparse_fail(ps, start,
                                       "unknown name '%s' (syncfleet's names: "
                                       "%s)",
@@ -561,8 +559,8 @@ missing:
                           "names start with @: {{@%s}})",
                           s->path, wn, w, s->path);
         else
-                sf_seterr(errstr, errstr_size,
-                          "missing field '%s' in \"%.*s\"", s->path, wn, w);
+                sf_seterr(errstr, errstr_size, "missing field '%s' in \"%.*s\"",
+                          s->path, wn, w);
         return -1;
 }
 
@@ -653,8 +651,7 @@ void sf_template_refs(const sf_template_t *t, sf_ref_cb *cb, void *opaque)
                         cb(t->segs[i].path, opaque);
 }
 
-void sf_template_refs_at(const sf_template_t *t, sf_ref_at_cb *cb,
-                         void *opaque)
+void sf_template_refs_at(const sf_template_t *t, sf_ref_at_cb *cb, void *opaque)
 {
         size_t i;
 

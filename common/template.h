@@ -12,7 +12,7 @@
  *     record: @op, @event, @table, @key, @before, @after, @event_id, and
  *     in a web service action's response and error handling @response,
  *     @status, @headers, @error (@key.id, @response.limit,
- *     @headers.Content-Type). Only the first segment may start with '@';
+ *     @headers.content-type). Only the first segment may start with '@';
  *     an unknown @name does not compile.
  *   - filters chain with |: lower upper trim number string bool json
  *     default('x') default(0) date('%Y-%m-%d'). Arguments are single- or

@@ -95,8 +95,7 @@ cJSON *sf_render_reply_response(const cJSON *response, int http_status,
         return r;
 }
 
-cJSON *sf_render_reply_error(int http_status, const char *message,
-                             int attempts)
+cJSON *sf_render_reply_error(int http_status, const char *message, int attempts)
 {
         cJSON *r = cJSON_CreateObject();
         cJSON *err = cJSON_AddObjectToObject(r, "error");

@@ -102,6 +102,19 @@ $tmp/broken.yaml:11:7: missing required key 'connector' in messages.customer-to-
 $tmp/broken.yaml:13:25: invalid template in messages.customer-to-webshop.mapping.email: unknown filter 'lowr' (known: lower, upper, trim, number, string, bool, json, default, date)
 "
 
+# The reference example as written before syncfleet's names moved under
+# '@': the reply names of its response and error handling are refused with
+# what to write; its plain columns pass.
+sed -e 's/{{id}}", credit_limit: "{{@response.limit}}/{{record.id}}", credit_limit: "{{response.limit}}/' \
+    -e 's/{{@error.status}}/{{error.status}}/' "$reference" >"$tmp/old-names.yaml"
+run old-names validate -c "$tmp/old-names.yaml"
+expect_rc old-names 2
+expect_file old-names out ""
+expect_file old-names err "$tmp/old-names.yaml:105:23: {{record.id}} in web_service_actions.credit-check.response.mapping.id reads a column named record; the record's fields are read by their own names: write {{id}}
+$tmp/old-names.yaml:105:54: {{response.limit}} in web_service_actions.credit-check.response.mapping.credit_limit reads a column named response, not syncfleet's reply; write {{@response.limit}}
+$tmp/old-names.yaml:108:47: {{error.status}} in web_service_actions.credit-check.error.mapping.status reads a column named error, not syncfleet's failure; write {{@error.status}}
+"
+
 unset WEBSHOP_TOKEN
 run unset validate -c "$reference"
 expect_rc unset 2

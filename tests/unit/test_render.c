@@ -122,8 +122,7 @@ static void route_one(sf_op_t op, const char *action, sf_outbound_t *ob)
 /* Renders STEP for OB against its own record and compares the path and
  * the compact document. */
 static void check_render(const sf_outbound_t *ob, sf_step_t step,
-                         const cJSON *reply, const char *path,
-                         const char *body)
+                         const cJSON *reply, const char *path, const char *body)
 {
         const sf_action_cfg_t *a = sf_config_action(cfg, ob->action);
         sf_rendered_t r;
@@ -179,9 +178,8 @@ static void test_delete_reads_the_before_image(void **state)
         check_render(&ob, SF_STEP_MAIN, NULL, "/w/open",
                      "{\"e\":\"fair\",\"o\":\"d\"}");
         reply = sf_render_reply_response(NULL, 200, NULL);
-        assert_int_equal(sf_render(sf_config_action(cfg, "w"),
-                                   SF_STEP_RESPONSE, &ob, ob.record, reply, &r,
-                                   err, sizeof(err)),
+        assert_int_equal(sf_render(sf_config_action(cfg, "w"), SF_STEP_RESPONSE,
+                                   &ob, ob.record, reply, &r, err, sizeof(err)),
                          -1);
         assert_string_equal(err, "status: missing field '@after.status' in "
                                  "\"{{@after.status}}\"");

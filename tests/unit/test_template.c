@@ -778,8 +778,8 @@ static void collect_ref_at(const char *path, size_t offset, void *opaque)
         refs_t *r = opaque;
         size_t n = strlen(r->buf);
 
-        snprintf(r->buf + n, sizeof(r->buf) - n, "%s%s@%zu", n ? "," : "",
-                 path, offset);
+        snprintf(r->buf + n, sizeof(r->buf) - n, "%s%s@%zu", n ? "," : "", path,
+                 offset);
 }
 
 static void test_refs(void **state)
