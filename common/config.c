@@ -178,13 +178,14 @@ static void cfg_source(sf_cfgctx_t *c, yaml_node_t *n)
 {
         static const char *const types[] = {"sqlite", "postgres", NULL};
         static const char *const sqlite_keys[] = {
-            "type", "path", "poll_interval_ms", "batch_size", NULL};
+            "type", "path", "poll_interval_ms", "batch_size", "ack", NULL};
         static const char *const pg_keys[] = {
             "type",     "dsn",        "slot", "publication",
-            "snapshot", "batch_size", NULL};
+            "snapshot", "batch_size", "ack",  NULL};
         static const char *const all_keys[] = {
             "type", "path",        "poll_interval_ms", "batch_size", "dsn",
-            "slot", "publication", "snapshot",         NULL};
+            "slot", "publication", "snapshot",         "ack",        NULL};
+        static const char *const acks[] = {"delivered", "settled", NULL};
         static const char *const sqlite_req[] = {"path", NULL};
         static const char *const pg_req[] = {"dsn", NULL};
         static const char *const type_req[] = {"type", NULL};
@@ -193,7 +194,7 @@ static void cfg_source(sf_cfgctx_t *c, yaml_node_t *n)
         sf_cfg_keys_t spec = {all_keys, type_req, NULL, NULL};
         yaml_node_t *tn;
         char *path = NULL;
-        int type = -1, snap = SF_SNAPSHOT_INITIAL;
+        int type = -1, snap = SF_SNAPSHOT_INITIAL, ack = -1;
 
         if (!n || sf_cfg_map(c, n, "source"))
                 return;
@@ -209,6 +210,11 @@ static void cfg_source(sf_cfgctx_t *c, yaml_node_t *n)
         if (type < 0)
                 return;
         s->type = type ? SF_SOURCE_POSTGRES : SF_SOURCE_SQLITE;
+        if (sf_cfg_enum(c, sf_cfg_get(c, n, "ack"), "source.ack", acks,
+                        &ack) == 0) {
+                s->ack = ack ? SF_ACK_SETTLED : SF_ACK_DELIVERED;
+                s->ack_given = 1;
+        }
         sf_cfg_int(c, sf_cfg_get(c, n, "batch_size"), "source.batch_size", 1,
                    INT_MAX, &s->batch_size);
         if (s->type == SF_SOURCE_SQLITE) {
@@ -416,6 +422,10 @@ static void cfg_sections(sf_cfgctx_t *c)
                              SF_KIND_WEBSERVICE);
 
         cfg->kafka.embedded = !strcmp(cfg->kafka.brokers, "embedded");
+        /* nothing survives the embedded broker: the source is the log */
+        if (!cfg->source.ack_given)
+                cfg->source.ack = cfg->kafka.embedded ? SF_ACK_SETTLED
+                                                      : SF_ACK_DELIVERED;
         pfx = cfg->kafka.topic_prefix;
         cfg->topic_sync_log = sf_asprintf("%s.sync-log", pfx);
         cfg->topic_outbound_message = sf_asprintf("%s.outbound.message", pfx);

@@ -51,6 +51,16 @@ typedef enum sf_snapshot_mode {
         SF_SNAPSHOT_NEVER,
 } sf_snapshot_mode_t;
 
+/* When the producer acknowledges a change to its source (source.ack). */
+typedef enum sf_ack_mode {
+        /* once Kafka's delivery report came back (a durable log) */
+        SF_ACK_DELIVERED = 0,
+        /* once the change is settled: routed, and every outbound record
+         * from it accepted by its target or dead-lettered; the default on
+         * the embedded broker, which keeps nothing across a restart */
+        SF_ACK_SETTLED,
+} sf_ack_mode_t;
+
 typedef struct sf_source_cfg {
         sf_source_type_t type;
         char *path;           /* sqlite; resolved relative to the file's dir */
@@ -60,6 +70,8 @@ typedef struct sf_source_cfg {
         char *slot;           /* postgres; default "syncfleet" */
         char *publication;    /* postgres; default "syncfleet" */
         sf_snapshot_mode_t snapshot; /* postgres; default initial */
+        sf_ack_mode_t ack; /* default: settled on the embedded broker */
+        int ack_given;     /* source.ack was written */
         sf_pos_t pos;
 } sf_source_cfg_t;
 

@@ -230,6 +230,8 @@ static const char webshop_summary[] =
     "kafka: embedded; topics webshop.sync-log, webshop.outbound.message, "
     "webshop.outbound.webservice, webshop.dlq (3 partitions)\n"
     "source: sqlite " SF_SOURCE_DIR "/examples/webshop/erp.db\n"
+    "acknowledgement: settled (a change leaves the source once its targets "
+    "accepted it or it is dead-lettered)\n"
     "router: coalesce 300 ms, delay 0 ms\n"
     "captured table events:\n"
     "  customers: insert, update, delete\n"
