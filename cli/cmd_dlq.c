@@ -489,9 +489,9 @@ static void sf_dlq_print_full(const sf_dlq_entry_t *e)
              i++)
                 printf("    %s: %.*s\n", name, v ? (int)len : 0,
                        v ? (const char *)v : "");
-        if (e->value)
+        if (e->value_kept)
                 printf("  value (%zu bytes):\n    %s\n\n", e->value_len,
-                       e->value);
+                       e->value ? e->value : "");
         else
                 printf("  value:      not kept (%" PRId64 " bytes)\n\n",
                        e->value_size);
@@ -552,7 +552,7 @@ static const char *sf_replay_refusal(const sf_dlq_entry_t *e)
 {
         if (!e->origin_topic || !*e->origin_topic)
                 return "its origin topic is unknown";
-        if (!e->value && e->value_size > 0)
+        if (!e->value_kept)
                 return "its value was not kept (too large)";
         return NULL;
 }

@@ -111,6 +111,7 @@ typedef struct sf_dlq_entry {
         char *event_id; /* may be NULL */
         char *key;      /* NULL: no key; NUL-terminated for printing */
         size_t key_len;
+        int value_kept; /* 0: the store did not keep the value (too large) */
         /* With the payload only: */
         char *value; /* NULL: none kept; NUL-terminated for printing */
         size_t value_len;

@@ -47,7 +47,7 @@ static const char sf_dlq_schema[] =
 #define SF_DLQ_COLS                                                            \
         "id, failed_at, stage, action, error, attempts, origin_topic, "       \
         "origin_partition, origin_offset, event_id, key, value_size, "        \
-        "replayed_at"
+        "replayed_at, value IS NOT NULL"
 
 struct sf_dlq_store {
         char *path;
@@ -390,10 +390,11 @@ static void sf_store_row(sqlite3_stmt *st, int payload, sf_dlq_entry_t *e)
         e->replayed_at_ms = sqlite3_column_type(st, 12) == SQLITE_NULL
                                 ? -1
                                 : sqlite3_column_int64(st, 12);
+        e->value_kept = sqlite3_column_int(st, 13);
         if (payload) {
-                char *json = sf_col_text(st, 14);
+                char *json = sf_col_text(st, 15);
 
-                e->value = sf_col_blob(st, 13, &e->value_len);
+                e->value = sf_col_blob(st, 14, &e->value_len);
                 e->headers = sf_headers_from_json(json);
                 free(json);
         }

@@ -67,6 +67,7 @@ static void sf_topic_entry(const rd_kafka_message_t *m, sf_dlq_entry_t *e)
                 e->value_len = m->len;
         }
         e->value_size = (int64_t)m->len;
+        e->value_kept = 1;
         e->headers = sf_dlq_own_headers(h);
 }
 

@@ -208,9 +208,11 @@ static void test_store_put_list_filter_drop(void **state)
         assert_null(g.v[1].headers);
         assert_null(g.v[1].event_id);
 
-        /* without the payload: no value, no headers */
+        /* without the payload: no value, no headers, but whether it is
+         * kept */
         list(s, &f, 0, &g);
         assert_int_equal(g.n, 3);
+        assert_int_equal(g.v[0].value_kept, 1);
         assert_null(g.v[0].value);
         assert_null(g.v[0].headers);
 
@@ -332,7 +334,9 @@ static void test_store_size_cap(void **state)
         assert_int_equal(g.n, 2);
         assert_int_equal(g.v[0].value_len, SF_MAX_RECORD_BYTES - dl.key_len);
         assert_string_equal(g.v[0].error, "record larger than 8 MiB");
+        assert_int_equal(g.v[0].value_kept, 1);
         assert_null(g.v[1].value);
+        assert_int_equal(g.v[1].value_kept, 0);
         assert_int_equal(g.v[1].value_size, big);
         assert_string_equal(g.v[1].key, key);
         assert_string_equal(g.v[1].error,
