@@ -8,7 +8,9 @@ order with their event ids, while the others stay in the store. A second
 
 Three messages export every change of customers to the receiver: to-shop
 (accepted), to-crm (answered 422 until the rule is fixed) and to-erp
-(answered 400 throughout)."""
+(answered 400 throughout). The producer and the router dead-letter into
+the same store: a row larger than message.max.bytes, and a sync-log record
+that is not JSON."""
 
 import json
 import os
@@ -22,7 +24,11 @@ import sftest
 PIPELINE = """
 version: 1
 name: dlqtest
-kafka: { brokers: embedded, topic_prefix: dl, partitions: 2 }
+kafka:
+  brokers: embedded
+  topic_prefix: dl
+  partitions: 2
+  config: { message.max.bytes: "100000" }
 source: { type: sqlite, path: ./erp.db, poll_interval_ms: 20 }
 tables:
   customers: { key: [id] }
@@ -60,7 +66,8 @@ class DeadLetterTest(sftest.TestCase):
         self.state_dir = self.tmp.join(".syncfleet", "dlqtest")
         self.db = sqlite3.connect(self.tmp.join("erp.db"), isolation_level=None, timeout=20)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, version INTEGER)")
+        self.db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, version INTEGER, "
+                        "note TEXT)")
         self.addCleanup(self.db.close)
 
     def run_pipeline(self, name):
@@ -83,13 +90,18 @@ class DeadLetterTest(sftest.TestCase):
         out = self.dlq("list", "--json", *filters).stdout
         return [json.loads(line) for line in out.splitlines()]
 
+    def lag(self):
+        res = self.cli("lag", "-c", self.config, "--json")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        return json.loads(res.stdout)["groups"]
+
+    def group_lags(self):
+        return {g["group"]: g["lag"] for g in self.lag() if g["group"] != "dl.webservice-workers"}
+
     def outbound_end(self):
         """The summed end offsets of dl.outbound.message, from `syncfleet
         lag`, which finds the running broker in the state directory."""
-        res = self.cli("lag", "-c", self.config, "--json")
-        self.assertEqual(res.returncode, 0, res.stderr)
-        group = [g for g in json.loads(res.stdout)["groups"]
-                 if g["topic"] == "dl.outbound.message"][0]
+        group = [g for g in self.lag() if g["topic"] == "dl.outbound.message"][0]
         return sum(p["end"] for p in group["partitions"])
 
     def write_changes(self):
@@ -98,7 +110,7 @@ class DeadLetterTest(sftest.TestCase):
             if cid in seen:
                 self.db.execute("UPDATE customers SET version = ? WHERE id = ?", (version, cid))
             else:
-                self.db.execute("INSERT INTO customers VALUES (?, ?)", (cid, version))
+                self.db.execute("INSERT INTO customers VALUES (?, ?, '')", (cid, version))
                 seen.add(cid)
 
     def crm_requests(self):
@@ -121,9 +133,23 @@ class DeadLetterTest(sftest.TestCase):
         self.write_changes()
         # every change is tried once per message; the 4xx ones are dead
         # letters once they are in the store
+        # a row too large for Kafka, and a record the router cannot read
+        self.db.execute("INSERT INTO customers VALUES (99, 1, ?)", ("x" * 150000,))
+        with open(os.path.join(self.state_dir, "broker")) as f:
+            broker = f.read().strip()
+        sftest.kcat_produce(broker, "dl.sync-log", [("bad-key", "not json")])
         self.receiver_.wait_requests(len(CHANGES), "/shop/*", timeout=30)
-        sftest.wait_for(lambda: len(self.dead_letters()) == 2 * len(CHANGES), timeout=30,
-                        what="%d dead letters in the store" % (2 * len(CHANGES)))
+        total = 2 * len(CHANGES) + 2
+        sftest.wait_for(lambda: len(self.dead_letters()) == total, timeout=30,
+                        what="%d dead letters in the store" % total)
+        # a stored dead letter is done for the one who stored it: the
+        # producer acknowledged every change to the source, the router and
+        # the worker committed every record they read
+        sftest.wait_for(lambda: self.db.execute("SELECT count(*) FROM _syncfleet_log")
+                        .fetchone()[0] == 0, timeout=30,
+                        what="the producer to acknowledge every captured change")
+        sftest.wait_for(lambda: self.group_lags() == {"dl.router": 0, "dl.message-workers": 0},
+                        timeout=30, what="the router and the worker to commit what they read")
         run.stop(timeout=30)
         self.assertTrue(os.path.isfile(os.path.join(self.state_dir, "dlq.db")))
         self.assertFalse(os.path.exists(os.path.join(self.state_dir, "broker")),
@@ -133,8 +159,20 @@ class DeadLetterTest(sftest.TestCase):
         # there, each once, with its reason
         run = self.run_pipeline("run2")
         before = self.dead_letters()
-        self.assertEqual(len(before), 2 * len(CHANGES), before)
+        self.assertEqual(len(before), 2 * len(CHANGES) + 2, before)
         self.assertEqual(len({d["id"] for d in before}), len(before))
+        [producer] = self.dead_letters("--stage", "producer")
+        self.assertIsNone(producer["action"])
+        self.assertEqual(producer["origin"], {"topic": "dl.sync-log", "partition": -1,
+                                              "offset": -1})
+        self.assertIn("larger than Kafka's message.max.bytes (100000)", producer["error"])
+        self.assertEqual(json.loads(producer["key"]), {"key": {"id": 99}, "table": "customers"})
+        self.assertTrue(producer["event_id"])
+        [router] = self.dead_letters("--stage", "router")
+        self.assertIsNone(router["action"])
+        self.assertEqual(router["origin"]["topic"], "dl.sync-log")
+        self.assertEqual(router["key"], "bad-key")
+        self.assertRegex(router["error"], r"JSON")
         crm = [d for d in before if d["action"] == "to-crm"]
         erp = [d for d in before if d["action"] == "to-erp"]
         self.assertEqual(len(crm), len(CHANGES))
@@ -190,7 +228,7 @@ class DeadLetterTest(sftest.TestCase):
                          crm_events)
         # gone from the store; the others stay
         self.assertEqual(self.dead_letters("--action", "to-crm"), [])
-        self.assertEqual(self.dead_letters(), erp)
+        self.assertEqual(self.dead_letters(), [d for d in before if d["action"] != "to-crm"])
         run.stop(timeout=30)
 
 
