@@ -206,8 +206,7 @@ static int sf_dlq_parse(int argc, char **argv, sf_dlq_opts_t *o)
                 usage(stdout);
                 return SF_EXIT_OK;
         }
-        for (o->cmd = 0; o->cmd < 4 && strcmp(argv[1], names[o->cmd]);
-             o->cmd++)
+        for (o->cmd = 0; o->cmd < 4 && strcmp(argv[1], names[o->cmd]); o->cmd++)
                 ;
         if (o->cmd == 4) {
                 fprintf(stderr,
@@ -411,8 +410,7 @@ static cJSON *sf_dlq_entry_json(const sf_dlq_entry_t *e, int payload)
 
                 cJSON_AddItemToObject(o, "value",
                                       sf_json_str_or_null(e->value));
-                cJSON_AddNumberToObject(o, "value_size",
-                                        (double)e->value_size);
+                cJSON_AddNumberToObject(o, "value_size", (double)e->value_size);
                 for (size_t i = 0;
                      e->headers &&
                      !rd_kafka_header_get_all(e->headers, i, &name, &v, &len);
@@ -450,10 +448,9 @@ static void sf_dlq_print_line(const sf_dlq_entry_t *e)
         sf_dlq_entry_id(e, id, sizeof(id));
         sf_dlq_time_format(e->failed_at_ms, when, sizeof(when));
         printf("%-8s %-24s %-10s %-24s %8d  %s/%" PRId32 "/%" PRId64 "  %s\n",
-               id, when, e->stage ? e->stage : "-",
-               e->action ? e->action : "-", e->attempts,
-               e->origin_topic ? e->origin_topic : "?", e->origin_partition,
-               e->origin_offset, e->error ? e->error : "");
+               id, when, e->stage ? e->stage : "-", e->action ? e->action : "-",
+               e->attempts, e->origin_topic ? e->origin_topic : "?",
+               e->origin_partition, e->origin_offset, e->error ? e->error : "");
 }
 
 static void sf_dlq_print_full(const sf_dlq_entry_t *e)
@@ -483,9 +480,8 @@ static void sf_dlq_print_full(const sf_dlq_entry_t *e)
         printf("  key:        %s\n", e->key ? e->key : "(none)");
         printf("  headers:%s\n",
                e->headers && rd_kafka_header_cnt(e->headers) ? "" : " (none)");
-        for (size_t i = 0;
-             e->headers &&
-             !rd_kafka_header_get_all(e->headers, i, &name, &v, &len);
+        for (size_t i = 0; e->headers && !rd_kafka_header_get_all(
+                                             e->headers, i, &name, &v, &len);
              i++)
                 printf("    %s: %.*s\n", name, v ? (int)len : 0,
                        v ? (const char *)v : "");
@@ -783,8 +779,7 @@ int sf_cmd_dlq(int argc, char **argv)
         case SF_DLQ_SHOW:
                 for (size_t i = 0; i < set.n; i++) {
                         if (o.json)
-                                sf_dlq_print_json(&set.v[i], set.payload,
-                                                  NULL);
+                                sf_dlq_print_json(&set.v[i], set.payload, NULL);
                         else if (o.cmd == SF_DLQ_SHOW)
                                 sf_dlq_print_full(&set.v[i]);
                         else {

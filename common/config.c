@@ -415,10 +415,12 @@ static void cfg_state_dir(sf_cfgctx_t *c, yaml_node_t *n)
 
 static void cfg_sections(sf_cfgctx_t *c)
 {
-        static const char *const keys[] = {
-            "version",   "name",   "state_dir",  "kafka",
-            "source",    "tables", "connectors", "router",
-            "messages",  "web_service_actions",  NULL};
+        static const char *const keys[] = {"version",    "name",
+                                           "state_dir",  "kafka",
+                                           "source",     "tables",
+                                           "connectors", "router",
+                                           "messages",   "web_service_actions",
+                                           NULL};
         static const char *const req[] = {"version", "name", NULL};
         static const sf_cfg_keys_t spec = {keys, req, NULL, NULL};
         sf_config_t *cfg = c->cfg;

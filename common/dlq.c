@@ -60,9 +60,9 @@ int sf_dlq_is_store(const sf_dlq_t *d)
 static rd_kafka_headers_t *sf_dlq_topic_headers(const sf_dead_letter_t *dl,
                                                 const char *error)
 {
-        rd_kafka_headers_t *h = sf_dlq_headers_new(
-            dl->headers, dl->origin_topic, dl->partition, dl->offset, error,
-            dl->stage, dl->attempts);
+        rd_kafka_headers_t *h =
+            sf_dlq_headers_new(dl->headers, dl->origin_topic, dl->partition,
+                               dl->offset, error, dl->stage, dl->attempts);
         const void *v;
         size_t len;
 
@@ -171,11 +171,10 @@ rd_kafka_headers_t *sf_dlq_own_headers(const rd_kafka_headers_t *h)
         if (!h)
                 return NULL;
         own = rd_kafka_headers_new(rd_kafka_header_cnt(h));
-        for (size_t i = 0; !rd_kafka_header_get_all(h, i, &name, &v, &len);
-             i++)
+        for (size_t i = 0; !rd_kafka_header_get_all(h, i, &name, &v, &len); i++)
                 if (!sf_dlq_is_dlq_header(name))
-                        rd_kafka_header_add(own, name, -1, v, v ? (ssize_t)len
-                                                                : 0);
+                        rd_kafka_header_add(own, name, -1, v,
+                                            v ? (ssize_t)len : 0);
         return own;
 }
 

@@ -97,12 +97,12 @@ void sf_dlq_close(sf_dlq_t *d); /* NULL is a no-op */
 
 /* One dead letter as read from the store or the topic. Owns its members. */
 typedef struct sf_dlq_entry {
-        int64_t id;             /* store: its row; topic: -1 */
-        int32_t dlq_partition;  /* topic: where it is; store: -1 */
-        int64_t dlq_offset;     /* topic; store: -1 */
-        int64_t failed_at_ms;   /* -1: unknown */
+        int64_t id;            /* store: its row; topic: -1 */
+        int32_t dlq_partition; /* topic: where it is; store: -1 */
+        int64_t dlq_offset;    /* topic; store: -1 */
+        int64_t failed_at_ms;  /* -1: unknown */
         char *stage;
-        char *action;   /* may be NULL */
+        char *action; /* may be NULL */
         char *error;
         int attempts;
         char *origin_topic;
@@ -153,9 +153,9 @@ sf_dlq_store_t *sf_dlq_store_open(const sf_config_t *cfg, char *errstr,
                                   size_t errstr_size);
 /* The matching entries by failed_at, then id; with PAYLOAD their value and
  * headers too. 0, or -1 with errstr. */
-int sf_dlq_store_each(sf_dlq_store_t *s, const sf_dlq_filter_t *f,
-                      int payload, sf_dlq_each_cb *cb, void *opaque,
-                      char *errstr, size_t errstr_size);
+int sf_dlq_store_each(sf_dlq_store_t *s, const sf_dlq_filter_t *f, int payload,
+                      sf_dlq_each_cb *cb, void *opaque, char *errstr,
+                      size_t errstr_size);
 /* Entry ID with its payload into *OUT: 0, 1 when it is gone, -1 with
  * errstr. */
 int sf_dlq_store_get(sf_dlq_store_t *s, int64_t id, sf_dlq_entry_t *out,

@@ -21,8 +21,8 @@
 #include "sf.h"
 #include "state.h"
 
-#define SF_DLQ_FILE       "dlq.db"
-#define SF_DLQ_BUSY_MS    10000
+#define SF_DLQ_FILE    "dlq.db"
+#define SF_DLQ_BUSY_MS 10000
 
 static const char sf_dlq_schema[] =
     "CREATE TABLE IF NOT EXISTS dead_letters ("
@@ -45,8 +45,8 @@ static const char sf_dlq_schema[] =
     " ON dead_letters (failed_at, id);";
 
 #define SF_DLQ_COLS                                                            \
-        "id, failed_at, stage, action, error, attempts, origin_topic, "       \
-        "origin_partition, origin_offset, event_id, key, value_size, "        \
+        "id, failed_at, stage, action, error, attempts, origin_topic, "        \
+        "origin_partition, origin_offset, event_id, key, value_size, "         \
         "replayed_at, value IS NOT NULL"
 
 struct sf_dlq_store {
@@ -213,8 +213,7 @@ static char *sf_store_headers_json(const rd_kafka_headers_t *h, int *dropped)
 /* E cut to SF_DLQ_MAX_ERROR bytes, never inside a UTF-8 sequence, with
  * what was not kept of the record said. */
 static char *sf_store_error(const char *e, size_t key_len, int key_kept,
-                            size_t value_len, int value_kept,
-                            int headers_kept)
+                            size_t value_len, int value_kept, int headers_kept)
 {
         size_t n = e ? strlen(e) : 0;
         sf_buf_t b;
@@ -237,8 +236,9 @@ static char *sf_store_error(const char *e, size_t key_len, int key_kept,
                               "than the %u bytes the DLQ store takes)",
                               value_len, SF_MAX_RECORD_BYTES);
         if (!headers_kept)
-                sf_buf_printf(&b, " (its headers are not kept: more than %d "
-                                  "bytes)",
+                sf_buf_printf(&b,
+                              " (its headers are not kept: more than %d "
+                              "bytes)",
                               SF_DLQ_MAX_HEADERS);
         return b.data ? sf_buf_steal(&b) : sf_strdup("");
 }
@@ -250,14 +250,14 @@ int sf_dlq_store_insert(sf_dlq_store_t *s, const sf_dead_letter_t *dl,
         int value_kept = dl->key_len + dl->value_len <= SF_MAX_RECORD_BYTES;
         int headers_dropped = 0, rc = -1;
         char *headers = sf_store_headers_json(dl->headers, &headers_dropped);
-        char *error = sf_store_error(dl->error, dl->key_len, key_kept,
-                                     dl->value_len, value_kept,
-                                     !headers_dropped);
-        char *action = dl->action ? NULL
-                                  : sf_dlq_record_action(dl->value,
-                                                         dl->value_len);
-        char *event_id =
-            dl->event_id ? NULL : sf_dlq_header_str(dl->headers, SF_HDR_EVENT_ID);
+        char *error =
+            sf_store_error(dl->error, dl->key_len, key_kept, dl->value_len,
+                           value_kept, !headers_dropped);
+        char *action =
+            dl->action ? NULL : sf_dlq_record_action(dl->value, dl->value_len);
+        char *event_id = dl->event_id
+                             ? NULL
+                             : sf_dlq_header_str(dl->headers, SF_HDR_EVENT_ID);
         sqlite3_stmt *st;
 
         if (!s->db) {
@@ -278,8 +278,7 @@ int sf_dlq_store_insert(sf_dlq_store_t *s, const sf_dead_letter_t *dl,
         }
         st = s->insert;
         sqlite3_bind_int64(st, 1, sf_now_ms());
-        sqlite3_bind_text(st, 2, dl->stage ? dl->stage : "", -1,
-                          SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, dl->stage ? dl->stage : "", -1, SQLITE_STATIC);
         if (dl->action || action)
                 sqlite3_bind_text(st, 3, dl->action ? dl->action : action, -1,
                                   SQLITE_STATIC);
@@ -400,9 +399,9 @@ static void sf_store_row(sqlite3_stmt *st, int payload, sf_dlq_entry_t *e)
         }
 }
 
-int sf_dlq_store_each(sf_dlq_store_t *s, const sf_dlq_filter_t *f,
-                      int payload, sf_dlq_each_cb *cb, void *opaque,
-                      char *errstr, size_t errstr_size)
+int sf_dlq_store_each(sf_dlq_store_t *s, const sf_dlq_filter_t *f, int payload,
+                      sf_dlq_each_cb *cb, void *opaque, char *errstr,
+                      size_t errstr_size)
 {
         sqlite3_stmt *st = NULL;
         int rc = 0, step;
@@ -444,10 +443,11 @@ int sf_dlq_store_get(sf_dlq_store_t *s, int64_t id, sf_dlq_entry_t *out,
         memset(out, 0, sizeof(*out));
         if (!s->db)
                 return 1;
-        if (sqlite3_prepare_v2(s->db,
-                               "SELECT " SF_DLQ_COLS
-                               ", value, headers FROM dead_letters WHERE id = ?",
-                               -1, &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(
+                s->db,
+                "SELECT " SF_DLQ_COLS
+                ", value, headers FROM dead_letters WHERE id = ?",
+                -1, &st, NULL) != SQLITE_OK)
                 return sf_store_err(s, "reading", errstr, errstr_size);
         sqlite3_bind_int64(st, 1, id);
         step = sqlite3_step(st);

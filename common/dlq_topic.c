@@ -112,12 +112,13 @@ int sf_dlq_topic_each(const sf_config_t *cfg, const char *bootstraps,
         rkt = rd_kafka_topic_new(rk, topic, NULL);
         queue = rd_kafka_queue_new(rk);
         err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
-        if (err || md->topic_cnt != 1 || md->topics[0].err) {
+        if (!err && md->topic_cnt != 1)
+                err = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        else if (!err)
+                err = md->topics[0].err;
+        if (err) {
                 sf_seterr(errstr, errstr_size, "reading the DLQ topic %s: %s",
-                          topic,
-                          rd_kafka_err2str(err ? err : md->topic_cnt != 1
-                                                           ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
-                                                           : md->topics[0].err));
+                          topic, rd_kafka_err2str(err));
                 goto out;
         }
         pcnt = md->topics[0].partition_cnt;
@@ -132,8 +133,7 @@ int sf_dlq_topic_each(const sf_config_t *cfg, const char *bootstraps,
                                                        timeout_ms);
                 if (err) {
                         sf_seterr(errstr, errstr_size,
-                                  "reading the offsets of %s [%" PRId32
-                                  "]: %s",
+                                  "reading the offsets of %s [%" PRId32 "]: %s",
                                   topic, p, rd_kafka_err2str(err));
                         goto out;
                 }

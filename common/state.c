@@ -21,10 +21,10 @@
 
 #include "sf.h"
 
-#define SF_STATE_LOCK        "lock"
-#define SF_STATE_BROKER      "broker"
-#define SF_STATE_RECORD_MAX  4096
-#define SF_STATE_LOCK_TRIES  25 /* 20 ms apart: half a second */
+#define SF_STATE_LOCK         "lock"
+#define SF_STATE_BROKER       "broker"
+#define SF_STATE_RECORD_MAX   4096
+#define SF_STATE_LOCK_TRIES   25 /* 20 ms apart: half a second */
 #define SF_STATE_LOCK_WAIT_MS 20
 
 struct sf_state {
@@ -240,8 +240,7 @@ static int sf_state_locked(const char *dir)
         return held;
 }
 
-char *sf_state_broker(const sf_config_t *cfg, char *errstr,
-                      size_t errstr_size)
+char *sf_state_broker(const sf_config_t *cfg, char *errstr, size_t errstr_size)
 {
         char *path, buf[SF_STATE_RECORD_MAX], *addr = NULL;
         FILE *f;

@@ -41,8 +41,7 @@ int sf_state_set_broker(sf_state_t *s, const char *bootstraps, char *errstr,
  * (malloc'd), or NULL with errstr saying why there is none: nothing was
  * recorded, or what was recorded is left over from a process that is gone
  * (the lock is free). */
-char *sf_state_broker(const sf_config_t *cfg, char *errstr,
-                      size_t errstr_size);
+char *sf_state_broker(const sf_config_t *cfg, char *errstr, size_t errstr_size);
 
 /* Removes the broker record this process wrote, then releases the lock.
  * NULL is a no-op. */

@@ -225,9 +225,9 @@ static void sf_router_dead_letter(sf_router_t *r, const rd_kafka_message_t *m,
                 /* sent again from the resend list, as o, to the DLQ topic */
                 sf_warn("router", "cannot enqueue a record for %s: %s",
                         o->topic, err);
-                o->headers = sf_dlq_headers_new(
-                    orig, dl.origin_topic, m->partition, m->offset, reason,
-                    "router", 1);
+                o->headers =
+                    sf_dlq_headers_new(orig, dl.origin_topic, m->partition,
+                                       m->offset, reason, "router", 1);
                 o->resend_at_ms = sf_mono_ms() + SF_ROUTER_RESEND_MS;
                 o->next = r->resend;
                 r->resend = o;

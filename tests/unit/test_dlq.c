@@ -169,8 +169,7 @@ static void test_store_put_list_filter_drop(void **state)
         assert_true(sf_dlq_is_store(d));
         put(d, "to-shop", 1, "message", "HTTP 422: unprocessable", h);
         put(d, "to-crm", 2, "webservice", "HTTP 400: Bad email", NULL);
-        put(d, "to-shop", 3, "message", "gave up after 3 attempts: 503",
-            NULL);
+        put(d, "to-shop", 3, "message", "gave up after 3 attempts: 503", NULL);
         sf_dlq_close(d);
 
         s = sf_dlq_store_open(cfg, err, sizeof(err));
@@ -198,13 +197,12 @@ static void test_store_put_list_filter_drop(void **state)
         /* its own headers come back, syncfleet's DLQ headers do not */
         assert_non_null(g.v[0].headers);
         assert_int_equal(rd_kafka_header_cnt(g.v[0].headers), 2);
-        assert_int_equal(rd_kafka_header_get_last(g.v[0].headers, "x-trace",
-                                                  &v, &len),
-                         0);
+        assert_int_equal(
+            rd_kafka_header_get_last(g.v[0].headers, "x-trace", &v, &len), 0);
         assert_memory_equal(v, "t1", 2);
-        assert_int_not_equal(rd_kafka_header_get_last(g.v[0].headers,
-                                                      SF_HDR_ERROR, &v, &len),
-                             0);
+        assert_int_not_equal(
+            rd_kafka_header_get_last(g.v[0].headers, SF_HDR_ERROR, &v, &len),
+            0);
         assert_null(g.v[1].headers);
         assert_null(g.v[1].event_id);
 
@@ -280,10 +278,10 @@ static void test_store_put_list_filter_drop(void **state)
 
         /* ids are never reused: a new dead letter after a drop is 4 */
         d = sf_dlq_open(cfg, NULL, err, sizeof(err));
-        assert_int_equal(sf_dlq_store_remove(
-                             (s = sf_dlq_store_open(cfg, err, sizeof(err))), 3,
-                             err, sizeof(err)),
-                         0);
+        assert_int_equal(
+            sf_dlq_store_remove((s = sf_dlq_store_open(cfg, err, sizeof(err))),
+                                3, err, sizeof(err)),
+            0);
         put(d, "to-shop", 5, "message", "again", NULL);
         f = all();
         list(s, &f, 0, &g);
@@ -437,9 +435,9 @@ static void test_broker_record(void **state)
          * free, so it is not believed */
         s = sf_state_open(cfg, 0, err, sizeof(err));
         assert_non_null(s);
-        assert_int_equal(sf_state_set_broker(s, "127.0.0.1:1", err,
-                                             sizeof(err)),
-                         -1); /* only the lock's holder records */
+        assert_int_equal(
+            sf_state_set_broker(s, "127.0.0.1:1", err, sizeof(err)),
+            -1); /* only the lock's holder records */
         sf_state_close(s);
         path = sf_asprintf("%s/broker", cfg->state_dir);
         write_file(path, "127.0.0.1:9\n");
@@ -450,9 +448,8 @@ static void test_broker_record(void **state)
         assert_non_null(s);
         /* taking the lock dropped the stale record */
         assert_int_not_equal(access(path, F_OK), 0);
-        assert_int_equal(sf_state_set_broker(s, "127.0.0.1:4242", err,
-                                             sizeof(err)),
-                         0);
+        assert_int_equal(
+            sf_state_set_broker(s, "127.0.0.1:4242", err, sizeof(err)), 0);
         addr = sf_state_broker(cfg, err, sizeof(err));
         assert_non_null(addr);
         assert_string_equal(addr, "127.0.0.1:4242");
@@ -513,9 +510,8 @@ static void test_times(void **state)
         assert_int_equal(ms, now);
         sf_dlq_time_format(ms, buf, sizeof(buf));
         assert_string_equal(buf, "2025-11-26T19:03:00.123Z");
-        assert_int_equal(sf_dlq_time_parse("2025-11-26T21:03:00.123+02:00", 0,
-                                           &ms),
-                         0);
+        assert_int_equal(
+            sf_dlq_time_parse("2025-11-26T21:03:00.123+02:00", 0, &ms), 0);
         assert_int_equal(ms, now);
         assert_int_equal(sf_dlq_time_parse("2025-11-26T19:03", 0, &ms), 0);
         assert_int_equal(ms, now - 123);
@@ -533,9 +529,8 @@ static void test_times(void **state)
         assert_int_equal(sf_dlq_time_parse("10w", now, &ms), -1);
         assert_int_equal(sf_dlq_time_parse("yesterday", now, &ms), -1);
         assert_int_equal(sf_dlq_time_parse("2025-13-01", now, &ms), -1);
-        assert_int_equal(sf_dlq_time_parse("2025-11-26T19:03:00Zjunk", now,
-                                           &ms),
-                         -1);
+        assert_int_equal(
+            sf_dlq_time_parse("2025-11-26T19:03:00Zjunk", now, &ms), -1);
         assert_int_equal(sf_dlq_time_parse("", now, &ms), -1);
 }
 
@@ -586,9 +581,8 @@ static void test_topic_put_and_read(void **state)
 
         (void)state;
         assert_non_null(b);
-        assert_int_equal(sf_broker_create_topic(b, "dt.dlq", 2, err,
-                                                sizeof(err)),
-                         0);
+        assert_int_equal(
+            sf_broker_create_topic(b, "dt.dlq", 2, err, sizeof(err)), 0);
         cfg = pipeline("topic", sf_broker_bootstraps(b));
         assert_false(cfg->kafka.embedded);
         p = sf_producer_new(&cfg->kafka, sf_broker_bootstraps(b), "t",
