@@ -441,16 +441,27 @@ static void sf_dlq_print_json(const sf_dlq_entry_t *e, int payload,
         cJSON_Delete(o);
 }
 
+#define SF_DLQ_LINE_FMT "%-8s %-24s %-10s %-24s %8s  %-36s  %s\n"
+
+static void sf_dlq_print_header(void)
+{
+        printf(SF_DLQ_LINE_FMT, "ID", "FAILED AT", "STAGE", "ACTION",
+               "ATTEMPTS", "ORIGIN", "ERROR");
+}
+
 static void sf_dlq_print_line(const sf_dlq_entry_t *e)
 {
-        char id[64], when[40];
+        char id[64], when[40], attempts[16], origin[512];
 
         sf_dlq_entry_id(e, id, sizeof(id));
         sf_dlq_time_format(e->failed_at_ms, when, sizeof(when));
-        printf("%-8s %-24s %-10s %-24s %8d  %s/%" PRId32 "/%" PRId64 "  %s\n",
-               id, when, e->stage ? e->stage : "-", e->action ? e->action : "-",
-               e->attempts, e->origin_topic ? e->origin_topic : "?",
-               e->origin_partition, e->origin_offset, e->error ? e->error : "");
+        snprintf(attempts, sizeof(attempts), "%d", e->attempts);
+        snprintf(origin, sizeof(origin), "%s/%" PRId32 "/%" PRId64,
+                 e->origin_topic ? e->origin_topic : "?", e->origin_partition,
+                 e->origin_offset);
+        printf(SF_DLQ_LINE_FMT, id, when, e->stage ? e->stage : "-",
+               e->action ? e->action : "-", attempts, origin,
+               e->error ? e->error : "");
 }
 
 static void sf_dlq_print_full(const sf_dlq_entry_t *e)
@@ -784,11 +795,7 @@ int sf_cmd_dlq(int argc, char **argv)
                                 sf_dlq_print_full(&set.v[i]);
                         else {
                                 if (!i)
-                                        printf("%-8s %-24s %-10s %-24s %8s  "
-                                               "%s  %s\n",
-                                               "ID", "FAILED AT", "STAGE",
-                                               "ACTION", "ATTEMPTS", "ORIGIN",
-                                               "ERROR");
+                                        sf_dlq_print_header();
                                 sf_dlq_print_line(&set.v[i]);
                         }
                 }
