@@ -85,12 +85,23 @@ static int sf_store_setup(sf_dlq_store_t *s, char *errstr, size_t errstr_size)
         int step = SQLITE_ERROR;
 
         sqlite3_busy_timeout(s->db, SF_DLQ_BUSY_MS);
-        if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st,
-                               NULL) == SQLITE_OK)
-                step = sqlite3_step(st);
-        /* finalized at once: an open statement would hold a read
-         * transaction, and writing from it fails without waiting */
-        sqlite3_finalize(st);
+        /* Switching a new file to WAL takes it exclusively, and two
+         * connections doing so at once make SQLite refuse one at once
+         * rather than wait (it would deadlock): try again for as long as
+         * the busy timeout. */
+        for (int64_t until = sf_mono_ms() + SF_DLQ_BUSY_MS;;) {
+                if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1,
+                                       &st, NULL) == SQLITE_OK)
+                        step = sqlite3_step(st);
+                /* finalized at once: an open statement would hold a read
+                 * transaction, and writing from it fails without waiting */
+                sqlite3_finalize(st);
+                st = NULL;
+                if ((step != SQLITE_BUSY && step != SQLITE_LOCKED) ||
+                    sf_mono_ms() >= until)
+                        break;
+                sqlite3_sleep(10);
+        }
         if (step != SQLITE_ROW)
                 return sf_store_err(s, "cannot switch to WAL mode", errstr,
                                     errstr_size);

@@ -134,39 +134,58 @@ static sf_delivery_cb sf_worker_on_delivery;
 
 /* Stored durably (the embedded broker's store), the job is done at once,
  * as its delivery report would make it; sent to the DLQ topic, the report
- * does it. When neither works the job waits in the heap and comes back. */
+ * does it. When neither works the job waits in the heap and comes back.
+ * Finishing a job starts the next of its key, which may be dead-lettered at
+ * once as well: past a few such levels the stored job is finished from the
+ * heap instead, so a long queue of records that all fail cannot exhaust
+ * the stack. */
 static void sf_worker_dlq_send(sf_worker_t *w, sf_job_t *job)
 {
+        enum { max_depth = 16 };
+        static _Thread_local int depth;
         char errstr[512];
         sf_dead_letter_t dl;
         int rc;
 
-        memset(&dl, 0, sizeof(dl));
-        dl.origin_topic = w->topic;
-        dl.partition = job->partition;
-        dl.offset = job->offset;
-        dl.key = job->rec_key;
-        dl.key_len = job->rec_key_len;
-        dl.value = job->rec_value;
-        dl.value_len = job->rec_value_len;
-        dl.headers = job->rec_headers;
-        dl.error = job->last_error ? job->last_error : "failed";
-        dl.stage = w->stage;
-        dl.attempts = job->attempts;
-        dl.action = job->action ? job->action->name : NULL;
-        dl.event_id = job->ob.event_id;
-        rc = sf_dlq_put(w->dlq, &dl, job, errstr, sizeof(errstr));
-        if (rc == SF_DLQ_STORED) {
-                sf_worker_on_delivery(w, job, RD_KAFKA_RESP_ERR_NO_ERROR);
-        } else if (rc < 0) {
-                sf_warn(w->stage,
-                        "cannot enqueue for the DLQ, trying again: "
-                        "%s",
-                        errstr);
-                job->state = SF_JOB_DEAD;
-                job->retry_at_ms = sf_mono_ms() + SF_WORKER_DLQ_RETRY;
-                sf_heap_push(w, job);
+        if (!job->dlq_stored) {
+                memset(&dl, 0, sizeof(dl));
+                dl.origin_topic = w->topic;
+                dl.partition = job->partition;
+                dl.offset = job->offset;
+                dl.key = job->rec_key;
+                dl.key_len = job->rec_key_len;
+                dl.value = job->rec_value;
+                dl.value_len = job->rec_value_len;
+                dl.headers = job->rec_headers;
+                dl.error = job->last_error ? job->last_error : "failed";
+                dl.stage = w->stage;
+                dl.attempts = job->attempts;
+                dl.action = job->action ? job->action->name : NULL;
+                dl.event_id = job->ob.event_id;
+                rc = sf_dlq_put(w->dlq, &dl, job, errstr, sizeof(errstr));
+                if (rc == SF_DLQ_PENDING)
+                        return;
+                if (rc < 0) {
+                        sf_warn(w->stage,
+                                "cannot enqueue for the DLQ, trying again: "
+                                "%s",
+                                errstr);
+                        job->state = SF_JOB_DEAD;
+                        job->retry_at_ms = sf_mono_ms() + SF_WORKER_DLQ_RETRY;
+                        sf_heap_push(w, job);
+                        return;
+                }
+                job->dlq_stored = 1;
         }
+        if (depth >= max_depth) {
+                job->state = SF_JOB_DEAD;
+                job->retry_at_ms = sf_mono_ms();
+                sf_heap_push(w, job);
+                return;
+        }
+        depth++;
+        sf_worker_on_delivery(w, job, RD_KAFKA_RESP_ERR_NO_ERROR);
+        depth--;
 }
 
 void sf_worker_job_dead(sf_worker_t *w, sf_job_t *job, const char *reason)

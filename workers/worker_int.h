@@ -51,7 +51,8 @@ typedef struct sf_job {
         cJSON *scope_record; /* the record exported (after loading) */
         cJSON *reply;        /* web service: response.*, status, headers */
         char *last_error;
-        int abandoned; /* partition revoked while running */
+        int abandoned;  /* partition revoked while running */
+        int dlq_stored; /* in the DLQ store: finish it, store nothing */
 } sf_job_t;
 
 struct sf_keyq {

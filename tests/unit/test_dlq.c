@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,6 +381,75 @@ static void test_store_two_writers(void **state)
         sf_config_destroy(cfg);
 }
 
+typedef struct opener {
+        const sf_config_t *cfg;
+        pthread_barrier_t *go;
+        int id;
+        int ok;
+        char err[512];
+} opener_t;
+
+static void *open_and_put(void *arg)
+{
+        opener_t *o = arg;
+        sf_dlq_t *d;
+        sf_dead_letter_t dl = {
+            .origin_topic = "t",
+            .offset = -1,
+            .error = "e",
+            .stage = "router",
+            .attempts = 1,
+        };
+
+        pthread_barrier_wait(o->go);
+        d = sf_dlq_open(o->cfg, NULL, o->err, sizeof(o->err));
+        dl.partition = o->id;
+        o->ok = d && sf_dlq_put(d, &dl, NULL, o->err, sizeof(o->err)) ==
+                         SF_DLQ_STORED;
+        sf_dlq_close(d);
+        return NULL;
+}
+
+/* The components of `syncfleet run` open the store at the same moment,
+ * the first time on a file that does not exist yet: each of them gets it. */
+static void test_store_opened_at_once(void **state)
+{
+        enum { rounds = 40, threads = 4 };
+
+        (void)state;
+        for (int r = 0; r < rounds; r++) {
+                char sub[32], err[512];
+                sf_config_t *cfg;
+                pthread_barrier_t go;
+                pthread_t tid[threads];
+                opener_t o[threads];
+                sf_dlq_filter_t f = all();
+                sf_dlq_store_t *s;
+                got_t g = {.n = 0};
+
+                snprintf(sub, sizeof(sub), "race%d", r);
+                cfg = pipeline(sub, "embedded");
+                pthread_barrier_init(&go, NULL, threads);
+                for (int i = 0; i < threads; i++) {
+                        o[i] = (opener_t){.cfg = cfg, .go = &go, .id = i};
+                        pthread_create(&tid[i], NULL, open_and_put, &o[i]);
+                }
+                for (int i = 0; i < threads; i++) {
+                        pthread_join(tid[i], NULL);
+                        if (!o[i].ok)
+                                fail_msg("round %d, opener %d: %s", r, i,
+                                         o[i].err);
+                }
+                pthread_barrier_destroy(&go);
+                s = sf_dlq_store_open(cfg, err, sizeof(err));
+                list(s, &f, 0, &g);
+                assert_int_equal(g.n, threads);
+                got_clear(&g);
+                sf_dlq_store_close(s);
+                sf_config_destroy(cfg);
+        }
+}
+
 static void test_lock_refuses_second_holder(void **state)
 {
         sf_config_t *cfg = pipeline("locked", "embedded");
@@ -643,6 +713,7 @@ int main(void)
             cmocka_unit_test(test_store_put_list_filter_drop),
             cmocka_unit_test(test_store_size_cap),
             cmocka_unit_test(test_store_two_writers),
+            cmocka_unit_test(test_store_opened_at_once),
             cmocka_unit_test(test_lock_refuses_second_holder),
             cmocka_unit_test(test_broker_record),
             cmocka_unit_test(test_state_dir_config),
