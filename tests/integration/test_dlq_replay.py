@@ -232,5 +232,65 @@ class DeadLetterTest(sftest.TestCase):
         run.stop(timeout=30)
 
 
+DEEP_PIPELINE = """
+version: 1
+name: dlqdeep
+kafka: { brokers: embedded, topic_prefix: dd, partitions: 1 }
+source: { type: sqlite, path: ./erp.db, poll_interval_ms: 20 }
+tables:
+  customers: { key: [id] }
+connectors:
+  api: { type: http, base_url: "%s" }
+messages:
+  to-api:
+    trigger: { table: customers, check_used_fields: false }
+    target: { connector: api, method: PUT, path: "/customers/{{id}}" }
+    mapping: { id: "{{id}}", year: "{{d | date('%%Y')}}" }
+"""
+
+DEEP = 4500
+
+
+class LongFailingQueueTest(sftest.TestCase):
+    def test_a_long_queue_of_one_key_that_all_fail_is_stored(self):
+        """A record whose first change is slow to answer collects a long
+        queue behind it; every later change fails to render. Once the first
+        is answered, each of the rest is dead-lettered and stored the moment
+        the one before it is done: all of them reach the store, in order,
+        and the worker is none the worse."""
+        syncfleet = sftest.env_path("SYNCFLEET")
+        receiver = self.receiver([{"path": "/customers/1", "times": 1, "delay_ms": 3000}])
+        config = self.tmp.write("pipeline.yaml", DEEP_PIPELINE % receiver.url)
+        db = sqlite3.connect(self.tmp.join("erp.db"), isolation_level=None, timeout=20)
+        self.addCleanup(db.close)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, d TEXT, n INTEGER)")
+        run = self.start([syncfleet, "run", "-c", config], "run",
+                         env=dict(os.environ, SYNCFLEET_LOG="info"))
+        run.wait_line(r"running pipeline dlqdeep", timeout=30, stream="stderr")
+        db.execute("INSERT INTO customers VALUES (1, '2024-01-01', 0)")
+        receiver.wait_requests(1, "/customers/1", timeout=30)  # now held for 3 s
+        db.execute("BEGIN")
+        for n in range(1, DEEP + 1):
+            db.execute("UPDATE customers SET d = 'never', n = ? WHERE id = 1", (n,))
+        db.execute("COMMIT")
+
+        def stored():
+            run.assert_running()
+            res = subprocess.run([syncfleet, "dlq", "list", "--json", "-c", config],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(res.returncode, 0, res.stderr)
+            got = [json.loads(line) for line in res.stdout.splitlines()]
+            return got if len(got) >= DEEP else None
+        dead = sftest.wait_for(stored, timeout=90, interval=0.5,
+                               what="%d dead letters in the store" % DEEP)
+        self.assertEqual(len(dead), DEEP)
+        self.assertEqual([d["origin"]["offset"] for d in dead], list(range(1, DEEP + 1)))
+        self.assertTrue(all(d["error"] == "to-api: year: filter 'date' cannot parse \"never\" as "
+                            "a date in \"{{d | date('%Y')}}\"" for d in dead), dead[0])
+        self.assertEqual(len(receiver.requests()), 1)
+        run.stop(timeout=30)
+
+
 if __name__ == "__main__":
     unittest.main()
