@@ -4,10 +4,10 @@
  * letter and gives them back filtered and in order, drop and replay marks
  * act on one row, records at and over the size cap, two writers on one
  * file, threads opening a new store at the same moment, the lock refusing
- * a second holder with its exact sentence, a
- * broker record left by a dead process not believed, state_dir resolved
- * and defaulted at load, times parsed, and the topic path written and read
- * back against the embedded broker.
+ * a second holder with its exact sentence, a broker record left by a dead
+ * process not believed, state_dir resolved and defaulted at load, times
+ * parsed, and the topic path written and read back against the embedded
+ * broker.
  */
 #include <setjmp.h>
 #include <stdarg.h>
