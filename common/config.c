@@ -92,6 +92,7 @@ void sf_config_destroy(sf_config_t *cfg)
         free(cfg->file);
         free(cfg->dir);
         free(cfg->name);
+        free(cfg->state_dir);
         free(cfg->kafka.brokers);
         free(cfg->kafka.topic_prefix);
         sf_cfg_free_kvs(cfg->kafka.config, cfg->kafka.config_cnt);
@@ -390,13 +391,42 @@ static void cfg_router(sf_cfgctx_t *c, yaml_node_t *n)
                    INT_MAX, &c->cfg->router.delay_ms);
 }
 
+/* The default state directory: DIR/.syncfleet/NAME, NAME made a safe
+ * file name (no separators, no leading dot, never "." or ".."). */
+static char *cfg_default_state_dir(const char *dir, const char *name)
+{
+        char *safe = sf_strdup(*name ? name : "pipeline"), *path;
+
+        for (char *p = safe; *p; p++)
+                if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
+                    !(*p >= '0' && *p <= '9') && *p != '_' && *p != '-' &&
+                    (*p != '.' || p == safe))
+                        *p = '_';
+        path = sf_asprintf("%s/.syncfleet/%s", dir, safe);
+        free(safe);
+        return path;
+}
+
+static void cfg_state_dir(sf_cfgctx_t *c, yaml_node_t *n)
+{
+        sf_config_t *cfg = c->cfg;
+        char *dir = NULL;
+
+        if (!sf_cfg_str(c, n, "state_dir", &dir))
+                cfg->state_dir = sf_cfg_resolve(cfg->dir, dir);
+        else if (cfg->name)
+                cfg->state_dir = cfg_default_state_dir(cfg->dir, cfg->name);
+        free(dir);
+}
+
 static void cfg_sections(sf_cfgctx_t *c)
 {
-        static const char *const keys[] = {
-            "version", "name",     "kafka",
-            "source",  "tables",   "connectors",
-            "router",  "messages", "web_service_actions",
-            NULL};
+        static const char *const keys[] = {"version",    "name",
+                                           "state_dir",  "kafka",
+                                           "source",     "tables",
+                                           "connectors", "router",
+                                           "messages",   "web_service_actions",
+                                           NULL};
         static const char *const req[] = {"version", "name", NULL};
         static const sf_cfg_keys_t spec = {keys, req, NULL, NULL};
         sf_config_t *cfg = c->cfg;
@@ -411,6 +441,7 @@ static void cfg_sections(sf_cfgctx_t *c)
                 sf_cfg_errn(c, v, "expected 1 for version, got %d",
                             cfg->version);
         sf_cfg_str(c, sf_cfg_get(c, root, "name"), "name", &cfg->name);
+        cfg_state_dir(c, sf_cfg_get(c, root, "state_dir"));
         cfg_kafka(c, sf_cfg_get(c, root, "kafka"));
         cfg_source(c, sf_cfg_get(c, root, "source"));
         cfg_tables(c, sf_cfg_get(c, root, "tables"));

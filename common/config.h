@@ -242,6 +242,11 @@ typedef struct sf_config {
         char *dir;  /* directory of the file, for relative paths */
         int version;
         char *name;
+        /* Where the pipeline keeps what must outlive a process on this
+         * machine (state.h, dlq.h): state_dir resolved against DIR, by
+         * default DIR/.syncfleet/NAME (characters of NAME other than
+         * letters, digits, '.', '_' and '-' become '_'). Absolute. */
+        char *state_dir;
         sf_kafka_cfg_t kafka;
         sf_source_cfg_t source;
         sf_table_cfg_t *tables;

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "capture.h"
+#include "dlq.h"
 #include "envelope.h"
 #include "log.h"
 #include "settle.h"
@@ -55,6 +56,8 @@ typedef struct pr_loop {
         sf_backlog_guard_t *guard; /* embedded broker: the router's backlog */
         sf_settle_t *settle;       /* settled acknowledgement, or NULL */
         int64_t settled;           /* highest position settled */
+        sf_dlq_t *dlq;             /* opened with dlq_kp */
+        sf_producer_t *dlq_kp;
         uint64_t delivered;
         uint64_t failures;
         uint64_t oversize; /* changes sent to the DLQ as too large */
@@ -130,15 +133,17 @@ static void pr_ack_delivered(pr_loop_t *l)
 /* A change larger than Kafka takes (message.max.bytes) can never be sent:
  * instead of stopping the capture on it for good, its envelope goes to the
  * DLQ without the before and after images, with the reason, and counts as
- * delivered once the DLQ has it. The row itself stays in the source
- * database for whoever follows the DLQ up. */
+ * delivered once the DLQ has it: at once when the DLQ is the durable store
+ * of the embedded broker, on its delivery report when it is the topic.
+ * The row itself stays in the source database for whoever follows the DLQ
+ * up. */
 static int pr_dead_letter_oversize(pr_loop_t *l, const sf_change_t *c,
                                    int64_t pos, int begun, size_t size)
 {
         char err[512], limit[32] = "?", what[64], *reason;
         size_t limit_len = sizeof(limit);
         sf_change_t slim = *c;
-        rd_kafka_headers_t *hdrs;
+        sf_dead_letter_t dl;
         int rc;
 
         rd_kafka_conf_get(rd_kafka_conf(sf_producer_handle(l->kp)),
@@ -161,25 +166,46 @@ static int pr_dead_letter_oversize(pr_loop_t *l, const sf_change_t *c,
             what, limit);
         sf_error(PR_COMPONENT, "change %s of %s: %s", c->event_id, c->table,
                  reason);
-        hdrs = sf_dlq_headers_new(NULL, l->cfg->topic_sync_log, -1, -1, reason,
-                                  "producer", 1);
-        rd_kafka_header_add(hdrs, SF_HDR_EVENT_ID, -1, c->event_id, -1);
-        free(reason);
+        /* a producer replaced after a fatal error is the one to send with */
+        if (l->dlq && l->dlq_kp != l->kp) {
+                sf_dlq_close(l->dlq);
+                l->dlq = NULL;
+        }
+        if (!l->dlq) {
+                l->dlq = sf_dlq_open(l->cfg, l->kp, err, sizeof(err));
+                l->dlq_kp = l->kp;
+        }
         if (!begun) {
                 sf_tracker_begin(l->tracker, pos);
                 if (l->settle)
                         sf_settle_sent(l->settle, pos, sf_mono_ms());
         }
-        rc = sf_producer_send(l->kp, l->cfg->topic_dlq, RD_KAFKA_PARTITION_UA,
-                              l->key.data, l->key.len, l->value.data,
-                              l->value.len, hdrs, (void *)(intptr_t)pos,
-                              PR_SEND_TIMEOUT_MS, err, sizeof(err));
-        if (rc)
+        memset(&dl, 0, sizeof(dl));
+        dl.origin_topic = l->cfg->topic_sync_log;
+        dl.partition = -1;
+        dl.offset = -1;
+        dl.key = l->key.data;
+        dl.key_len = l->key.len;
+        dl.value = l->value.data;
+        dl.value_len = l->value.len;
+        dl.error = reason;
+        dl.stage = "producer";
+        dl.attempts = 1;
+        dl.event_id = c->event_id;
+        rc = l->dlq ? sf_dlq_put(l->dlq, &dl, (void *)(intptr_t)pos, err,
+                                 sizeof(err))
+                    : -1;
+        free(reason);
+        if (rc < 0) {
                 sf_error(PR_COMPONENT, "sending change %s to the DLQ: %s",
                          c->event_id, err);
-        else
-                l->oversize++;
-        return rc;
+                return -1;
+        }
+        l->oversize++;
+        if (rc == SF_DLQ_STORED)
+                pr_on_delivery(l, (void *)(intptr_t)pos,
+                               RD_KAFKA_RESP_ERR_NO_ERROR);
+        return 0;
 }
 
 static int pr_send(pr_loop_t *l, const sf_change_t *c, int64_t pos)
@@ -442,6 +468,10 @@ int sf_producer_run(const sf_config_t *cfg, const sf_producer_opts_t *opts,
         l.kp = pr_kafka_new(&l, errstr, errstr_size);
         if (!l.kp)
                 goto out;
+        l.dlq = sf_dlq_open(cfg, l.kp, errstr, errstr_size);
+        if (!l.dlq)
+                goto out;
+        l.dlq_kp = l.kp;
         /* A cluster that refuses CreateTopics may still have the topic or
          * create it on first use: a warning, not a reason to stop. */
         if ((o.embedded || !pr_topic_exists(&l)) &&
@@ -488,6 +518,7 @@ out:
         /* the Kafka client first: its last callbacks use the tracker */
         sf_backlog_guard_destroy(l.guard);
         sf_producer_destroy(l.kp, 0);
+        sf_dlq_close(l.dlq);
         sf_tracker_destroy(l.tracker);
         sf_settle_destroy(l.settle);
         sf_capture_close(l.cap);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlq.h"
 #include "kafka.h"
 #include "log.h"
 #include "map.h"
@@ -71,6 +72,7 @@ struct sf_router {
         const sf_config_t *cfg;
         sf_consumer_t *consumer;
         sf_producer_t *producer;
+        sf_dlq_t *dlq;
         size_t jobs; /* sync-log records not done */
         int paused;
         sf_map_t *waiting;      /* coalescing: topic\nkey -> out */
@@ -278,13 +280,22 @@ static sf_route_out_t *sf_route_out_new(const char *topic, char *key,
         return o;
 }
 
-/* Sends a record that cannot be routed to the DLQ, unchanged, with the
- * reason. */
+/* Dead-letters a record that cannot be routed, unchanged, with the reason.
+ * Stored durably (the embedded broker's store), the record is done at
+ * once; sent to the DLQ topic, it is done on its delivery report, and a
+ * failed send goes to the resend list like any other record. A store that
+ * fails (a full disk) is waited for: the record is not acknowledged before
+ * it is stored, and at a stop it stays unacknowledged, to be routed again
+ * on the next start. */
 static void sf_router_dead_letter(sf_router_t *r, const rd_kafka_message_t *m,
                                   sf_route_job_t *job, const char *reason)
 {
         sf_route_out_t *o = sf_calloc(1, sizeof(*o));
         rd_kafka_headers_t *orig = NULL;
+        sf_dead_letter_t dl;
+        int64_t next_log = 0;
+        char err[512];
+        int rc;
 
         sf_warn("router", "%s [%d] offset %lld to the DLQ: %s",
                 rd_kafka_topic_name(m->rkt), (int)m->partition,
@@ -295,15 +306,53 @@ static void sf_router_dead_letter(sf_router_t *r, const rd_kafka_message_t *m,
         o->key_len = m->key ? m->key_len : 0;
         o->value = m->payload ? sf_strndup(m->payload, m->len) : sf_strdup("");
         o->value_len = m->payload ? m->len : 0;
-        o->headers =
-            sf_dlq_headers_new(orig, rd_kafka_topic_name(m->rkt), m->partition,
-                               m->offset, reason, "router", 1);
         o->jobs = sf_malloc(sizeof(*o->jobs));
         o->jobs[0] = job;
         o->job_cnt = 1;
         job->remaining = 1;
         r->dead++;
-        sf_router_send(r, o);
+        memset(&dl, 0, sizeof(dl));
+        dl.origin_topic = rd_kafka_topic_name(m->rkt);
+        dl.partition = m->partition;
+        dl.offset = m->offset;
+        dl.key = o->key;
+        dl.key_len = o->key_len;
+        dl.value = o->value;
+        dl.value_len = o->value_len;
+        dl.headers = orig;
+        dl.error = reason;
+        dl.stage = "router";
+        dl.attempts = 1;
+        while ((rc = sf_dlq_put(r->dlq, &dl, o, err, sizeof(err))) < 0 &&
+               sf_dlq_is_store(r->dlq) && !sf_should_stop()) {
+                if (sf_mono_ms() >= next_log) {
+                        sf_error("router",
+                                 "%s; waiting for the DLQ store before "
+                                 "routing on",
+                                 err);
+                        next_log = sf_mono_ms() + 30000;
+                }
+                sf_producer_poll(r->producer, SF_ROUTER_RESEND_MS);
+        }
+        if (rc == SF_DLQ_STORED) {
+                sf_route_out_free(o);
+                sf_router_job_done(r, job);
+        } else if (rc < 0 && !sf_dlq_is_store(r->dlq)) {
+                /* sent again from the resend list, as o, to the DLQ topic */
+                sf_warn("router", "cannot enqueue a record for %s: %s",
+                        o->topic, err);
+                o->headers =
+                    sf_dlq_headers_new(orig, dl.origin_topic, m->partition,
+                                       m->offset, reason, "router", 1);
+                o->resend_at_ms = sf_mono_ms() + SF_ROUTER_RESEND_MS;
+                o->next = r->resend;
+                r->resend = o;
+        } else if (rc < 0) {
+                /* stopping: left unacknowledged, routed again next time */
+                sf_route_out_free(o);
+                r->jobs--;
+                free(job);
+        }
 }
 
 /* Coalescing: a waiting record for the same topic and key takes over the
@@ -555,11 +604,13 @@ sf_router_t *sf_router_new(const sf_config_t *cfg, const char *bootstraps,
             sf_producer_new(&cfg->kafka, bootstraps, "syncfleet-router",
                             sf_router_on_delivery, r, errstr, errstr_size);
         if (r->producer)
+                r->dlq = sf_dlq_open(cfg, r->producer, errstr, errstr_size);
+        if (r->dlq)
                 r->consumer = sf_consumer_new(&cfg->kafka, bootstraps, group,
                                               "syncfleet-router", topics, 1,
                                               errstr, errstr_size);
         free(group);
-        if (!r->producer || !r->consumer) {
+        if (!r->producer || !r->dlq || !r->consumer) {
                 sf_router_destroy(r);
                 return NULL;
         }
@@ -689,6 +740,7 @@ void sf_router_destroy(sf_router_t *r)
         sf_consumer_destroy(r->consumer);
         r->closing = 1;
         sf_producer_destroy(r->producer, 1000);
+        sf_dlq_close(r->dlq);
         if (r->waiting)
                 sf_map_each(r->waiting, sf_free_waiting, NULL);
         sf_map_destroy(r->waiting);

@@ -91,6 +91,8 @@ static void test_reference_example(void **state)
         assert_string_equal(cfg->dir, SF_SOURCE_DIR "/examples/reference");
         assert_int_equal(cfg->version, 1);
         assert_string_equal(cfg->name, "webshop-sync");
+        assert_string_equal(cfg->state_dir,
+                            SF_SOURCE_DIR "/examples/reference/state");
         assert_string_equal(cfg->kafka.brokers, "embedded");
         assert_int_equal(cfg->kafka.embedded, 1);
         assert_string_equal(cfg->kafka.topic_prefix, "erp");
