@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""A target outage, measured: memory of each component with many changes
+"""Changes pending behind a down target, measured: memory of each component
 pending behind a down target, and how many requests the target receives
 while it is down (figures, no assertions).
 
-    bench/bench_outage.py [--changes 100000] [--outage-s 60] [--down 503|refused]
+    bench/bench_pending.py [--changes 100000] [--outage-s 60] [--down 503|refused]
                           [--drain]
 
 Starts `syncfleet broker` and the producer, the router and one message
@@ -42,7 +42,7 @@ kafka:
   brokers: embedded
   topic_prefix: out
   partitions: 6
-  config: { session.timeout.ms: "6000", heartbeat.interval.ms: "1000" }
+  config: {{ session.timeout.ms: "6000", heartbeat.interval.ms: "1000" }}
 source: {{ type: sqlite, path: {db}, poll_interval_ms: 20 }}
 tables:
   items: {{ key: [id] }}
@@ -84,7 +84,7 @@ def main():
     os.environ.setdefault("SYNCFLEET", os.path.join(build, "cli", "syncfleet"))
     os.environ.setdefault("SF_RECEIVER", os.path.join(build, "tests", "tools", "sf-receiver"))
 
-    work = tempfile.mkdtemp(prefix="sf-bench-outage-")
+    work = tempfile.mkdtemp(prefix="sf-bench-pending-")
     procs = []
     try:
         rcv = sftest.Receiver([{"path": "/items/*", "status": 503, "scope": "rule"}],
