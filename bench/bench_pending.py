@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Changes pending behind a down target, measured: memory of each component
-pending behind a down target, and how many requests the target receives
-while it is down (figures, no assertions).
+and how many requests the target receives while it is down (figures, no
+assertions).
 
     bench/bench_pending.py [--changes 100000] [--outage-s 60] [--down 503|refused]
                           [--drain]
