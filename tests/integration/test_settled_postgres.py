@@ -113,7 +113,7 @@ class SettledPostgresTest(sfpg.PgTestCase):
         writer.insert(IDS)
         writer.start(IDS, delete_ratio=0.1, pause=0.05)
         self.addCleanup(writer.stop)
-        runs = [0]
+        runs, replayable = [0], 0
         for kill in range(5):
             # some changes get through and the slot moves on first
             confirmed = self.pg.slot("settled")["confirmed_flush_lsn"] or 0
@@ -123,13 +123,18 @@ class SettledPostgresTest(sfpg.PgTestCase):
             rcv.set_rules(slow)
             seen = len(rcv.requests())
 
+            published = [0]
+
             def behind():
                 run.assert_running()
-                published = sum(sfpg.end_offsets(bootstrap, "pgs.sync-log", 3).values())
-                return published - (len(rcv.requests()) - seen) >= 40
+                published[0] = sum(sfpg.end_offsets(bootstrap, "pgs.sync-log", 3).values())
+                return published[0] - (len(rcv.requests()) - seen) >= 40
 
             sftest.wait_for(behind, 30, "changes in the sync-log the target has not got")
             run.kill()
+            # a restart replays at most what this run had handed out, plus
+            # what it published after the look
+            replayable += published[0] + 100
             slot = self.pg.slot("settled")
             print("%6.2fs  kill %d: writer at %d changes, %d requests so far; slot "
                   "confirmed %s, WAL at %s" % (
@@ -155,7 +160,10 @@ class SettledPostgresTest(sfpg.PgTestCase):
                              "changes to one id arrived in commit order in run %d" % (i + 1))
         dup_keys, dup_extra = sftest.duplicate_count(requests)
         print("%d changes, %d requests; duplicates: %d changes delivered more than once, "
-              "%d extra deliveries" % (writer.changes, len(requests), dup_keys, dup_extra))
+              "%d extra deliveries; at most %d could be replayed" % (
+                  writer.changes, len(requests), dup_keys, dup_extra, replayable))
+        self.assertLessEqual(dup_extra, replayable,
+                             "only what the killed processes had handed out is sent again")
         sftest.stop_cleanly(self, [run])
 
 
