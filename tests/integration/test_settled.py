@@ -153,12 +153,11 @@ class SettledTest(sftest.TestCase):
             # it has not received: the moment a producer acknowledging on
             # Kafka's delivery report would have dropped them
             rcv.set_rules(slow)
-            seen = len(rcv.requests())
 
             def behind():
                 run.assert_running()
                 published = sum(sfpg.end_offsets(bootstrap, "kills.sync-log", 3).values())
-                return published - (len(rcv.requests()) - seen) >= 40
+                return published - (len(rcv.requests()) - runs[-1]) >= 40
 
             sftest.wait_for(behind, 30, "changes in the sync-log the target has not got")
             run.kill()

@@ -121,14 +121,13 @@ class SettledPostgresTest(sfpg.PgTestCase):
                 lambda: (self.pg.slot("settled")["confirmed_flush_lsn"] or 0) > confirmed,
                 30, "the slot to confirm settled changes")
             rcv.set_rules(slow)
-            seen = len(rcv.requests())
 
             published = [0]
 
             def behind():
                 run.assert_running()
                 published[0] = sum(sfpg.end_offsets(bootstrap, "pgs.sync-log", 3).values())
-                return published[0] - (len(rcv.requests()) - seen) >= 40
+                return published[0] - (len(rcv.requests()) - runs[-1]) >= 40
 
             sftest.wait_for(behind, 30, "changes in the sync-log the target has not got")
             run.kill()
