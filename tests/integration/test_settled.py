@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 import unittest
 
@@ -43,10 +44,10 @@ tables:
 connectors:
   webshop:
     type: http
-    base_url: "%(url)s"
+    base_url: "${TARGET_URL}"
     timeout_ms: 3000
     max_in_flight: %(max_in_flight)d
-    retry: { max_attempts: 100000, initial_backoff_ms: 50, max_backoff_ms: 300 }
+    retry: { max_attempts: %(attempts)d, initial_backoff_ms: 50, max_backoff_ms: 300 }
 messages:
   customer-to-webshop:
     trigger: { table: customers, events: [insert, update, delete] }
@@ -65,16 +66,20 @@ def log_rows(writer):
 
 class SettledTest(sftest.TestCase):
 
-    def pipeline(self, name, url, max_in_flight=4):
+    def pipeline(self, name, url, max_in_flight=4, attempts=100000):
+        """Records retry without end unless ATTEMPTS says otherwise, so
+        that what these tests stop and kill is always still pending; the
+        target's address comes from ${TARGET_URL} (self.url)."""
         db = self.tmp.join("erp.db")
+        self.url = url
         path = self.tmp.write(name + ".yaml", PIPELINE % {
-            "name": name, "prefix": name, "db": json.dumps(db), "url": url,
-            "max_in_flight": max_in_flight})
+            "name": name, "prefix": name, "db": json.dumps(db),
+            "max_in_flight": max_in_flight, "attempts": attempts})
         return path, db
 
     def run_pipeline(self, config, name="run"):
         proc = self.start([sftest.env_path("SYNCFLEET"), "run", "-c", config], name,
-                          env=dict(os.environ, SYNCFLEET_LOG="info"))
+                          env=dict(os.environ, SYNCFLEET_LOG="info", TARGET_URL=self.url))
         m = proc.wait_line(r"embedded broker at (\S+)", timeout=30, stream="stderr")
         proc.wait_line(r"running pipeline", timeout=30, stream="stderr")
         return proc, m.group(1)
@@ -124,6 +129,45 @@ class SettledTest(sftest.TestCase):
                         "every settled change to leave _syncfleet_log")
         self.assertNotIn("to the DLQ", run.stderr())
         sftest.stop_cleanly(self, [run])
+
+    def outage_then_restart(self, down):
+        """The target is down (DOWN: "503", or "refused": nothing listens
+        at its address) for far longer than a record's retries take with
+        the default retry settings (8 attempts, backoff up to 300 ms here);
+        400 changes; SIGTERM; the restart with the target up delivers every
+        change, in order per id, and nothing is dead-lettered."""
+        rcv = self.receiver([{"path": "/customers/*", "status": 503, "scope": "rule"}])
+        url = rcv.url if down == "503" else "http://127.0.0.1:%d" % sftest.free_port()
+        config, db = self.pipeline("down" + down, url, attempts=8)
+        writer = sftest.ChangeWriter(db, 23)
+        self.addCleanup(writer.close)
+        run, _ = self.run_pipeline(config)
+        writer.wait_capturing(run)
+        writer.insert(IDS)
+        writer.random_changes(IDS, count=360, pause=0)
+        time.sleep(8.0)  # every record's 8 attempts would be spent by now
+        run.assert_running()
+        run.stop(timeout=20)
+        self.assertEqual(run.popen.returncode, 0, run.tail())
+        rcv.set_rules([])
+        self.url = rcv.url
+        runs = [0, len(rcv.requests())]
+        run, _ = self.run_pipeline(config, "run-2")
+        self.check_delivered(rcv, writer, [run], runs=runs)
+        sftest.wait_for(lambda: log_rows(writer) == 0, 20,
+                        "every settled change to leave _syncfleet_log")
+        self.assertNotIn("to the DLQ", run.stderr())
+        dlq = subprocess.run([sftest.env_path("SYNCFLEET"), "dlq", "list", "--json",
+                              "-c", config], capture_output=True, text=True,
+                             env=dict(os.environ, TARGET_URL=self.url))
+        self.assertEqual((dlq.returncode, dlq.stdout), (0, ""), dlq.stderr)
+        sftest.stop_cleanly(self, [run])
+
+    def test_target_answering_503_for_longer_than_retries(self):
+        self.outage_then_restart("503")
+
+    def test_target_refusing_connections_for_longer_than_retries(self):
+        self.outage_then_restart("refused")
 
     def test_kill_at_the_moment_that_matters(self):
         """kill -9 of `syncfleet run` five times while a writer goes on, each
