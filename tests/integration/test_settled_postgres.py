@@ -12,6 +12,7 @@ in commit order within each process's lifetime.
 
 import json
 import os
+import subprocess
 import time
 import unittest
 
@@ -38,7 +39,7 @@ connectors:
     base_url: "%(url)s"
     timeout_ms: 3000
     max_in_flight: 4
-    retry: { max_attempts: 100000, initial_backoff_ms: 50, max_backoff_ms: 300 }
+    retry: { max_attempts: %(attempts)d, initial_backoff_ms: 50, max_backoff_ms: 300 }
 messages:
   customer-to-webshop:
     trigger: { table: customers, events: [insert, update, delete] }
@@ -102,12 +103,45 @@ class SettledPostgresTest(sfpg.PgTestCase):
         self.wait_log(proc, r"streaming slot", timeout=60)
         return proc, m.group(1)
 
+    def test_target_down_for_longer_than_retries(self):
+        """The target answers 503 for far longer than a record's 8 attempts
+        take; SIGTERM; the restart with the target up delivers every
+        change, in order per id, and nothing is dead-lettered."""
+        rcv = self.receiver([{"path": "/customers/*", "status": 503, "scope": "rule"}])
+        config = self.tmp.write("pipeline.yaml", PIPELINE % {
+            "dsn": self.dsn, "url": rcv.url, "attempts": 8})
+        writer = PgChangeWriter(self.pg, self.db, 29)
+        run, _ = self.run_pipeline(config, "run")
+        writer.insert(IDS)
+        writer.random_changes(IDS, count=270, pause=0)
+        time.sleep(8.0)
+        run.assert_running()
+        run.stop(timeout=20)
+        rcv.set_rules([])
+        runs = [0, len(rcv.requests())]
+        run, _ = self.run_pipeline(config, "run-2")
+        by_id = sftest.wait_converged(rcv, writer, IDS, 90, [run])
+        self.assertEqual([], sftest.lost_changes(by_id, writer, IDS))
+        requests = rcv.requests()
+        seg = {}
+        for r in requests[runs[1]:]:
+            m = sftest._CUSTOMER_PATH.match(r["path"])
+            if m:
+                seg.setdefault(int(m.group(1)), []).append(r)
+        self.assertEqual([], sftest.order_problems(seg, writer, IDS))
+        self.assertNotIn("to the DLQ", run.stderr())
+        dlq = subprocess.run([sftest.env_path("SYNCFLEET"), "dlq", "list", "--json",
+                              "-c", config], capture_output=True, text=True)
+        self.assertEqual((dlq.returncode, dlq.stdout), (0, ""), dlq.stderr)
+        sftest.stop_cleanly(self, [run])
+
     def test_kill_at_the_moment_that_matters(self):
         started = time.monotonic()
         fast = [{"path": "/customers/*", "delay_ms": 5}]
         slow = [{"path": "/customers/*", "delay_ms": 300}]
         rcv = self.receiver(fast)
-        config = self.tmp.write("pipeline.yaml", PIPELINE % {"dsn": self.dsn, "url": rcv.url})
+        config = self.tmp.write("pipeline.yaml", PIPELINE % {
+            "dsn": self.dsn, "url": rcv.url, "attempts": 100000})
         writer = PgChangeWriter(self.pg, self.db, 13)
         run, bootstrap = self.run_pipeline(config, "run")
         writer.insert(IDS)
