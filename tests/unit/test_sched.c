@@ -181,20 +181,21 @@ static void test_max_in_flight_per_circuit(void **state)
 
 static void test_retry_timing_and_cap(void **state)
 {
-        /* failures 1..5 wait in [d/2, d] for d = 100, 200, 400, 800, 800 */
-        static const int64_t d[] = {100, 200, 400, 800, 800};
+        /* failure n waits in [d/2, d] for d = 100, 200, 400, then 700,
+         * the cap; many tries at the cap, as jitter spreads them */
         static const sf_sched_circuit_cfg_t roomy[] = {
-            {.max_in_flight = 2, .max_attempts = 10,
-             .initial_backoff_ms = 100, .max_backoff_ms = 800},
-            {.max_in_flight = 2, .max_attempts = 10,
-             .initial_backoff_ms = 100, .max_backoff_ms = 800},
+            {.max_in_flight = 2, .max_attempts = 100,
+             .initial_backoff_ms = 100, .max_backoff_ms = 700},
+            {.max_in_flight = 2, .max_attempts = 100,
+             .initial_backoff_ms = 100, .max_backoff_ms = 700},
         };
         fixture_t *f = fx_new_cfg(roomy, 100);
         rec_t *r = add(f, "r", 0);
 
         (void)state;
         assert_ptr_equal(next(f), r);
-        for (int i = 0; i < 5; i++) {
+        for (int i = 0; i < 40; i++) {
+                int64_t d = i < 3 ? 100 << i : 700;
                 rec_t *ok = add(f, "ok", 0);
                 int64_t wait;
 
@@ -206,7 +207,7 @@ static void test_retry_timing_and_cap(void **state)
                 assert_int_equal(r->item.state, SF_SCHED_WAITING);
                 assert_int_equal(r->item.attempts, i + 1);
                 wait = sf_sched_next_due(f->s, f->now);
-                assert_true(wait >= d[i] / 2 && wait <= d[i]);
+                assert_true(wait >= d / 2 && wait <= d);
                 f->now += wait - 1;
                 assert_null(next(f));
                 f->now += 1;
