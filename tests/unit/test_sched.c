@@ -295,16 +295,26 @@ static void test_fatal_at_once(void **state)
 static void test_local_failures_count_and_leave_circuit(void **state)
 {
         fixture_t *f = fx_new(100);
-        rec_t *r = add(f, "k", 0);
+        rec_t *a = add(f, "a", 0), *b = add(f, "b", 0);
 
         (void)state;
+        /* seven failures in a row, none of them the connector's */
         for (int i = 1; i <= 4; i++) {
-                assert_ptr_equal(next(f), r);
-                assert_int_equal(sf_sched_result(f->s, &r->item, SF_RETRY, -1,
+                assert_ptr_equal(next(f), a);
+                assert_int_equal(sf_sched_result(f->s, &a->item, SF_RETRY, -1,
                                                  "database down",
                                                  SF_SCHED_LOCAL, f->now),
                                  i < 4 ? SF_SCHED_RETRY : SF_SCHED_GIVE_UP);
-                assert_int_equal(r->item.attempts, i);
+                /* they count, though nothing else succeeded */
+                assert_int_equal(a->item.attempts, i);
+                f->now += 1000;
+        }
+        for (int i = 1; i <= 3; i++) {
+                assert_ptr_equal(next(f), b);
+                assert_int_equal(sf_sched_result(f->s, &b->item, SF_RETRY, -1,
+                                                 "database down",
+                                                 SF_SCHED_LOCAL, f->now),
+                                 SF_SCHED_RETRY);
                 f->now += 1000;
         }
         assert_int_equal(sf_sched_circuit_open(f->s, 0), 0);
