@@ -295,7 +295,7 @@ static void test_fatal_at_once(void **state)
 static void test_local_failures_count_and_leave_circuit(void **state)
 {
         fixture_t *f = fx_new(100);
-        rec_t *a = add(f, "a", 0), *b = add(f, "b", 0);
+        rec_t *a = add(f, "a", 0), *b;
 
         (void)state;
         /* seven failures in a row, none of them the connector's */
@@ -309,6 +309,7 @@ static void test_local_failures_count_and_leave_circuit(void **state)
                 assert_int_equal(a->item.attempts, i);
                 f->now += 1000;
         }
+        b = add(f, "b", 0);
         for (int i = 1; i <= 3; i++) {
                 assert_ptr_equal(next(f), b);
                 assert_int_equal(sf_sched_result(f->s, &b->item, SF_RETRY, -1,
