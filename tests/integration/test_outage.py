@@ -217,6 +217,39 @@ class OutageTest(sftest.TestCase):
         self.assertRegex(reason, r"PUT %s/customers/\d+: Couldn't connect to server" % rcv.url)
         run.stop(timeout=20)
 
+    def test_target_down_again_while_parked_records_drain(self):
+        """The target goes down a second time while the records parked
+        during its first outage are being delivered: those not delivered
+        yet go back to the parking store, in their place, and still arrive
+        in order."""
+        slow_ok = [{"path": "/customers/*", "delay_ms": 20}]  # a drain of seconds
+        down = [{"path": "/customers/*", "status": 503}]
+        rcv = self.receiver(slow_ok)
+        run, writer, broker = self.start_run(rcv.url)
+        self.warm_up(rcv, run, writer)
+
+        rcv.set_rules(down)
+        writer.random_changes(IDS, count=600, delete_ratio=0.1, pause=0.002)
+        run.wait_line(r"connector webshop is down", timeout=20, stream="stderr")
+        first = len(rcv.requests())
+        rcv.set_rules(slow_ok)
+        sftest.wait_for(lambda: sum(1 for r in rcv.requests()[first:] if sftest.is_2xx(r)) >= 40,
+                        20, "the parked records to start arriving")
+        rcv.set_rules(down)
+        sftest.wait_for(lambda: len(re.findall(r"connector webshop is down", run.stderr())) == 2,
+                        20, "the circuit to open again")
+        delivered = sum(1 for r in rcv.requests()[first:] if sftest.is_2xx(r))
+        self.assertLess(delivered, writer.changes,
+                        "the second outage came while parked records were still being "
+                        "delivered")
+        writer.random_changes(IDS, count=100, delete_ratio=0.1, pause=0.002)
+        time.sleep(1.0)
+        rcv.set_rules(slow_ok)
+
+        self.assert_delivered(rcv, run, writer)
+        self.assert_nothing_dead(run, broker)
+        run.stop(timeout=20)
+
     def test_file_action_keeps_flowing_while_http_target_is_down(self):
         held_cap = 50
         changes = 8 * held_cap
