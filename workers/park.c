@@ -261,8 +261,8 @@ static sf_park_t *park_new(const char *path, char *errstr, size_t errstr_size)
                     "LIMIT ?",
                     &p->sel, errstr, errstr_size);
         if (!rc)
-                rc = park_prepare(p, "DELETE FROM parked WHERE id = ?",
-                                  &p->del, errstr, errstr_size);
+                rc = park_prepare(p, "DELETE FROM parked WHERE id = ?", &p->del,
+                                  errstr, errstr_size);
         if (!rc)
                 rc = park_prepare(p,
                                   "UPDATE parked SET attempts = ? WHERE id = ?",
@@ -450,8 +450,9 @@ int sf_park_put(sf_park_t *p, const sf_parked_t *recs, size_t n, char *errstr,
         if (!rc && sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
                 rc = -1;
         if (rc) {
-                sf_seterr(errstr, errstr_size, "%s: cannot park %zu records: %s",
-                          p->path, n, sqlite3_errmsg(p->db));
+                sf_seterr(errstr, errstr_size,
+                          "%s: cannot park %zu records: %s", p->path, n,
+                          sqlite3_errmsg(p->db));
                 sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
         } else {
                 for (size_t i = 0; i < n; i++)

@@ -35,7 +35,7 @@ typedef struct sf_circuit {
         int64_t probe_backoff;
         sf_sched_item_t *probe;      /* the probe on the wire */
         sf_sched_item_t *last_probe; /* whose probe failed last */
-        int64_t ask_at; /* when sf_sched_starved may ask again */
+        int64_t ask_at;              /* when sf_sched_starved may ask again */
         uint64_t epoch;              /* open episodes so far */
         size_t waited;
         unsigned long probes;
@@ -401,8 +401,7 @@ sf_sched_item_t *sf_sched_next(sf_sched_t *s, int64_t now_ms)
                 sf_sched_item_t *it;
 
                 if (c->open) {
-                        if (!probe_due(c, now_ms) ||
-                            !(it = probe_candidate(c)))
+                        if (!probe_due(c, now_ms) || !(it = probe_candidate(c)))
                                 continue;
                         run(s, c, it);
                         it->probe = 1;
@@ -467,8 +466,7 @@ static void circuit_account(sf_sched_t *s, sf_circuit_t *c, int was_probe,
                 return;
         }
         c->fails++;
-        snprintf(c->reason, sizeof(c->reason), "%s",
-                 error ? error : "failed");
+        snprintf(c->reason, sizeof(c->reason), "%s", error ? error : "failed");
         if (!c->open) {
                 if (c->fails >= SF_SCHED_OPEN_AFTER)
                         circuit_open(s, c, retry_after, now);
@@ -480,9 +478,8 @@ static void circuit_account(sf_sched_t *s, sf_circuit_t *c, int was_probe,
                         c->probe_backoff = c->cfg.max_backoff_ms > 0
                                                ? c->cfg.max_backoff_ms
                                                : 1;
-                c->probe_at =
-                    now + (retry_after >= 0 ? cap_wait(retry_after)
-                                            : c->probe_backoff);
+                c->probe_at = now + (retry_after >= 0 ? cap_wait(retry_after)
+                                                      : c->probe_backoff);
                 c->ask_at = c->probe_at;
         } else if (retry_after >= 0 &&
                    c->probe_at < now + cap_wait(retry_after)) {
@@ -492,8 +489,7 @@ static void circuit_account(sf_sched_t *s, sf_circuit_t *c, int was_probe,
 
 sf_sched_verdict_t sf_sched_result(sf_sched_t *s, sf_sched_item_t *it,
                                    sf_status_t st, int64_t retry_after_ms,
-                                   const char *error, int flags,
-                                   int64_t now_ms)
+                                   const char *error, int flags, int64_t now_ms)
 {
         sf_circuit_t *c = &s->c[it->circuit];
         int was_probe = it->probe, local = flags & SF_SCHED_LOCAL;
@@ -604,6 +600,10 @@ void sf_sched_remove(sf_sched_t *s, sf_sched_item_t *it)
         }
         if (c->last_probe == it)
                 c->last_probe = NULL;
+        /* held back and gone elsewhere (set aside, revoked): it no longer
+         * waits here */
+        if (c->open && it->waited == c->epoch && c->waited)
+                c->waited--;
         if (k->head == it) {
                 k->head = it->next;
                 if (!k->head)

@@ -75,7 +75,7 @@ typedef struct sf_sched_item {
         int abandoned; /* revoked while running or being dead-lettered */
         /* private */
         sf_sched_key_t *key;
-        struct sf_sched_item *next;         /* in its key, or loose list */
+        struct sf_sched_item *next;          /* in its key, or loose list */
         struct sf_sched_item *rprev, *rnext; /* circuit's ready list */
         size_t heap_idx;
         int64_t due_ms;
@@ -95,10 +95,11 @@ typedef struct sf_sched_circuit_cfg {
 
 typedef struct sf_sched_event {
         int circuit;
-        int open;            /* 1: it opened; 0: it closed */
-        char reason[256];    /* opened: the failure that opened it */
-        int64_t open_ms;     /* closed: how long it was open */
-        size_t waited;       /* closed: items held back meanwhile */
+        int open;             /* 1: it opened; 0: it closed */
+        char reason[256];     /* opened: the failure that opened it */
+        int64_t open_ms;      /* closed: how long it was open */
+        size_t waited;        /* closed: items held back meanwhile and
+                               * still here */
         unsigned long probes; /* closed: probes sent while open */
 } sf_sched_event_t;
 

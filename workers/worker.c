@@ -12,8 +12,8 @@
 
 #include "log.h"
 
-#define SF_WORKER_MAX_JOBS  5000 /* records held before intake pauses */
-#define SF_WORKER_DLQ_RETRY 1000
+#define SF_WORKER_MAX_JOBS   5000 /* records held before intake pauses */
+#define SF_WORKER_DLQ_RETRY  1000
 #define SF_WORKER_NONE_SLOTS 64 /* unreadable records dead-lettered at once */
 
 /* --- finishing records -------------------------------------------------- */
@@ -48,11 +48,10 @@ static int sf_worker_dlq_send(sf_worker_t *w, sf_job_t *job, char *errstr,
             job->last_error ? job->last_error : "failed", w->stage,
             job->item.attempts);
 
-        if (sf_producer_send(w->producer, w->cfg->topic_dlq,
-                             RD_KAFKA_PARTITION_UA, job->rec_key,
-                             job->rec_key_len, job->rec_value,
-                             job->rec_value_len, hdrs, job, 1000, errstr,
-                             errstr_size))
+        if (sf_producer_send(
+                w->producer, w->cfg->topic_dlq, RD_KAFKA_PARTITION_UA,
+                job->rec_key, job->rec_key_len, job->rec_value,
+                job->rec_value_len, hdrs, job, 1000, errstr, errstr_size))
                 return -1;
         return 0;
 }
@@ -70,8 +69,9 @@ static void sf_worker_dlq_try(sf_worker_t *w, sf_job_t *job)
         int rc = sf_worker_dlq_send(w, job, errstr, sizeof(errstr));
 
         if (rc < 0) {
-                sf_warn(w->stage, "cannot hand a record to the DLQ, trying "
-                                  "again: %s",
+                sf_warn(w->stage,
+                        "cannot hand a record to the DLQ, trying "
+                        "again: %s",
                         errstr);
                 sf_sched_dead_later(w->sched, &job->item, SF_WORKER_DLQ_RETRY,
                                     sf_mono_ms());
@@ -269,10 +269,10 @@ static void sf_worker_events(sf_worker_t *w)
                 }
                 sf_info(w->stage,
                         "connector %s is up again: circuit closed after %.1f "
-                        "s open, %zu records waited (%zu of them parked), %lu "
-                        "probes",
-                        c->name, (double)ev.open_ms / 1000.0,
-                        ev.waited + slot->parked, slot->parked, ev.probes);
+                        "s open; meanwhile %zu records parked, %zu held "
+                        "in memory, %lu probes",
+                        c->name, (double)ev.open_ms / 1000.0, slot->parked,
+                        ev.waited, ev.probes);
                 slot->parked = 0;
                 if (w->park)
                         sf_park_saw_working(w->park, c->name, sf_mono_ms());
@@ -476,8 +476,7 @@ int sf_worker_run(sf_worker_t *w, int grace_ms, char *errstr,
         (void)errstr;
         (void)errstr_size;
         sf_info(w->stage, "consuming %s%s%s", w->topic,
-                w->park ? "; records of a down connector are parked in "
-                        : "",
+                w->park ? "; records of a down connector are parked in " : "",
                 w->park ? sf_park_path(w->park) : "");
         while (!sf_should_stop()) {
                 int got = 0, timeout;
@@ -559,7 +558,8 @@ static void sf_collect_key(void *opaque, const char *key, sf_sched_item_t *it)
         for (; it; it = sf_sched_key_next(it)) {
                 if (c->cnt == c->cap) {
                         c->cap = c->cap ? c->cap * 2 : 64;
-                        c->jobs = sf_realloc(c->jobs, c->cap * sizeof(*c->jobs));
+                        c->jobs =
+                            sf_realloc(c->jobs, c->cap * sizeof(*c->jobs));
                 }
                 c->jobs[c->cnt++] = sf_job_of(it);
         }

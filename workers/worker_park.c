@@ -121,8 +121,8 @@ static char *sf_headers_pack(const rd_kafka_headers_t *h, size_t *len)
         if (!h)
                 return NULL;
         sf_buf_init(&b, SF_MAX_RECORD_BYTES);
-        for (size_t i = 0;
-             !rd_kafka_header_get_all(h, i, &name, &val, &size); i++) {
+        for (size_t i = 0; !rd_kafka_header_get_all(h, i, &name, &val, &size);
+             i++) {
                 uint32_t nl = (uint32_t)strlen(name);
                 int64_t vl = val ? (int64_t)size : -1;
 
@@ -324,7 +324,8 @@ void sf_worker_park_evict(sf_worker_t *w, int conn)
         sf_worker_park_commit(w);
 }
 
-/* --- claiming back --------------------------------------------------------- */
+/* --- claiming back ---------------------------------------------------------
+ */
 
 /* A job for parked record R (its fields move into the job). */
 static void sf_worker_unpark(sf_worker_t *w, const sf_action_cfg_t *a,

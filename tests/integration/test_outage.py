@@ -27,6 +27,7 @@ memory flat; the always-500 record reached the DLQ after exactly its
 max_attempts, the 422 one after one request.
 """
 
+import datetime
 import json
 import os
 import re
@@ -76,6 +77,14 @@ ARCHIVE = """  customer-to-archive:
     target: { connector: archive }
     mapping: { id: "{{id}}", version: "{{version}}" }
 """
+
+
+def sanitized_build():
+    """Whether the binaries are built with -fsanitize=address: ASan keeps
+    freed memory in quarantine, so its RSS grows with every allocation."""
+    with open(os.path.join(sftest.env_path("SF_BUILD_DIR"), "CMakeCache.txt")) as f:
+        return any(re.match(r"^SANITIZE:BOOL=(ON|1|TRUE|YES)$", line.strip(), re.I)
+                   for line in f)
 
 
 def vmrss_kib(pid):
@@ -133,38 +142,44 @@ class OutageTest(sftest.TestCase):
                          "nothing went to the DLQ")
         self.assertNotRegex(run.stderr(), r" to the DLQ: ")
 
-    def assert_one_probe_at_a_time(self, outage, in_flight):
-        """OUTAGE: the receiver's requests while it answered 503. Before
-        the circuit opened at most IN_FLIGHT + OPEN_AFTER - 1 requests
-        were sent (each failure before the last frees a slot); every later
-        one is a probe, sent only when nothing else of the connector is in
-        flight."""
+    def assert_one_probe_at_a_time(self, proc, outage, in_flight):
+        """OUTAGE: the receiver's requests while it answered 503; PROC
+        logged when the circuit opened. Requests on the wire then (each
+        answered within delay_ms) may overlap; once they are answered,
+        every request is a probe, sent only when nothing else of the
+        connector is in flight."""
         self.assertTrue(outage, "the worker tried the target while it was down")
         self.assertEqual({r["status"] for r in outage}, {503}, outage[:3])
-        probes = outage[in_flight + OPEN_AFTER - 1:]
+        opened = proc.wait_line(r"^(\S+) warn +\w+: connector webshop is down",
+                                stream="stderr").group(1)
+        opened_ms = datetime.datetime.strptime(opened, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp() * 1000
+        probes = [r for r in outage if r["ts_ms"] > opened_ms + 1000]
         self.assertTrue(probes, "the worker probed the down target (%d requests)" % len(outage))
         crowded = [r for r in probes if r["active"] != 1]
         self.assertEqual([], [(r["seq"], r["path"], r["active"]) for r in crowded],
                          "once the circuit opened, the receiver had one request at a time")
-        # A probe at most every initial_backoff_ms (50), usually far fewer;
-        # a request per record and retry would be thousands.
+        # Before the circuit opened at most IN_FLIGHT + OPEN_AFTER - 1
+        # requests were sent (each failure before the last frees a slot),
+        # then a probe at most every initial_backoff_ms (50), usually far
+        # fewer; a request per record and retry would be thousands.
         span_ms = outage[-1]["ts_ms"] - outage[0]["ts_ms"]
-        self.assertLessEqual(len(probes), span_ms / 50 + 1,
-                             "probes over %d ms: %d" % (span_ms, len(probes)))
+        self.assertLessEqual(len(outage), in_flight + OPEN_AFTER - 1 + span_ms / 50 + 1,
+                             "requests over %d ms of outage: %d" % (span_ms, len(outage)))
         return len(outage)
 
     def assert_logged_outage(self, run, connector="webshop", parked=True):
         log = run.stderr()
         down = re.findall(r"connector %s is down: circuit open after %d failed requests "
                           r"in a row, the last: (.*?); one probe" % (connector, OPEN_AFTER), log)
-        up = re.findall(r"connector %s is up again: circuit closed after ([\d.]+) s open, "
-                        r"(\d+) records waited \((\d+) of them parked\), (\d+) probes"
+        up = re.findall(r"connector %s is up again: circuit closed after ([\d.]+) s open; "
+                        r"meanwhile (\d+) records parked, (\d+) held in memory, (\d+) probes"
                         % connector, log)
         self.assertEqual(len(down), 1, "one line when the circuit opened:\n" + log[-3000:])
         self.assertEqual(len(up), 1, "one line when it closed:\n" + log[-3000:])
-        seconds, waited, parked_n, probes = up[0]
+        seconds, parked_n, held, probes = up[0]
         self.assertGreaterEqual(float(seconds), OUTAGE_S - 1)
-        self.assertGreater(int(waited), 0)
+        self.assertGreater(int(parked_n) + int(held), 0, "records waited")
         self.assertGreater(int(probes), 0)
         if parked:
             self.assertGreater(int(parked_n), 0, "records were parked")
@@ -191,7 +206,7 @@ class OutageTest(sftest.TestCase):
 
         self.assert_delivered(rcv, run, writer)
         self.assert_nothing_dead(run, broker)
-        total = self.assert_one_probe_at_a_time(outage, MAX_IN_FLIGHT)
+        total = self.assert_one_probe_at_a_time(run, outage, MAX_IN_FLIGHT)
         reason = self.assert_logged_outage(run)
         self.assertRegex(reason, r"^HTTP 503 from (PUT|DELETE) %s/customers/\d+: " % rcv.url)
         print("outage: %d changes, %d requests to the target while it was down" % (
@@ -214,7 +229,8 @@ class OutageTest(sftest.TestCase):
         self.assert_delivered(Receivers(rcv, rcv2), run, writer)
         self.assert_nothing_dead(run, broker)
         reason = self.assert_logged_outage(run)
-        self.assertRegex(reason, r"PUT %s/customers/\d+: Couldn't connect to server" % rcv.url)
+        self.assertRegex(reason, r"^(PUT|DELETE) %s/customers/\d+: Couldn't connect to server"
+                         % rcv.url)
         run.stop(timeout=20)
 
     def test_target_down_again_while_parked_records_drain(self):
@@ -236,8 +252,13 @@ class OutageTest(sftest.TestCase):
         sftest.wait_for(lambda: sum(1 for r in rcv.requests()[first:] if sftest.is_2xx(r)) >= 40,
                         20, "the parked records to start arriving")
         rcv.set_rules(down)
-        sftest.wait_for(lambda: len(re.findall(r"connector webshop is down", run.stderr())) == 2,
-                        20, "the circuit to open again")
+        def open_again():
+            # (a request that succeeded on the wire may close it once more)
+            log = run.stderr()
+            downs, ups = log.count("connector webshop is down"), log.count("is up again")
+            return downs >= 2 and downs > ups
+
+        sftest.wait_for(open_again, 20, "the circuit to open again")
         delivered = sum(1 for r in rcv.requests()[first:] if sftest.is_2xx(r))
         self.assertLess(delivered, writer.changes,
                         "the second outage came while parked records were still being "
@@ -292,8 +313,9 @@ class OutageTest(sftest.TestCase):
               % (changes, parked, rss_before, rss_after))
         self.assertGreaterEqual(parked, changes - held_cap,
                                 "the down connector's records wait in the parking store")
-        self.assertLess(rss_after - rss_before, 32 * 1024,
-                        "memory stays flat while records of the down connector pile up")
+        if not sanitized_build():
+            self.assertLess(rss_after - rss_before, 32 * 1024,
+                            "memory stays flat while records of the down connector pile up")
 
         rcv.set_rules([])
         self.assert_delivered(rcv, run, writer)
@@ -365,7 +387,7 @@ class OutageTest(sftest.TestCase):
         self.assertEqual([], sftest.lost_changes(by_id, writer, IDS))
         self.assertEqual([], sftest.order_problems(by_id, writer, IDS))
         self.assert_nothing_dead(procs[2], pipe.bootstrap, pipe.prefix)
-        self.assert_one_probe_at_a_time(outage, 16)  # pipeline_yaml's max_in_flight
+        self.assert_one_probe_at_a_time(procs[2], outage, 16)  # pipeline_yaml's max_in_flight
         self.assert_logged_outage(procs[2], parked=False)
         sftest.stop_cleanly(self, procs)
 

@@ -34,9 +34,13 @@ typedef struct fixture {
 /* Circuit 0: 2 in flight, 4 attempts, backoff 100..800 ms. Circuit 1: a
  * second connector with the same settings. */
 static const sf_sched_circuit_cfg_t circuits[] = {
-    {.max_in_flight = 2, .max_attempts = 4, .initial_backoff_ms = 100,
+    {.max_in_flight = 2,
+     .max_attempts = 4,
+     .initial_backoff_ms = 100,
      .max_backoff_ms = 800},
-    {.max_in_flight = 2, .max_attempts = 4, .initial_backoff_ms = 100,
+    {.max_in_flight = 2,
+     .max_attempts = 4,
+     .initial_backoff_ms = 100,
      .max_backoff_ms = 800},
 };
 
@@ -90,8 +94,8 @@ static rec_t *next(fixture_t *f)
 static sf_sched_verdict_t result(fixture_t *f, rec_t *r, sf_status_t st,
                                  int64_t retry_after)
 {
-        return sf_sched_result(f->s, &r->item, st, retry_after, "HTTP 503",
-                               0, f->now);
+        return sf_sched_result(f->s, &r->item, st, retry_after, "HTTP 503", 0,
+                               f->now);
 }
 
 /* Runs R to success and removes it. */
@@ -177,17 +181,22 @@ static void test_max_in_flight_per_circuit(void **state)
         fx_free(f);
 }
 
-/* --- retries --------------------------------------------------------------- */
+/* --- retries ---------------------------------------------------------------
+ */
 
 static void test_retry_timing_and_cap(void **state)
 {
         /* failure n waits in [d/2, d] for d = 100, 200, 400, then 700,
          * the cap; many tries at the cap, as jitter spreads them */
         static const sf_sched_circuit_cfg_t roomy[] = {
-            {.max_in_flight = 2, .max_attempts = 100,
-             .initial_backoff_ms = 100, .max_backoff_ms = 700},
-            {.max_in_flight = 2, .max_attempts = 100,
-             .initial_backoff_ms = 100, .max_backoff_ms = 700},
+            {.max_in_flight = 2,
+             .max_attempts = 100,
+             .initial_backoff_ms = 100,
+             .max_backoff_ms = 700},
+            {.max_in_flight = 2,
+             .max_attempts = 100,
+             .initial_backoff_ms = 100,
+             .max_backoff_ms = 700},
         };
         fixture_t *f = fx_new_cfg(roomy, 100);
         rec_t *r = add(f, "r", 0);
@@ -237,7 +246,8 @@ static void test_retry_after(void **state)
         fx_free(f);
 }
 
-/* --- giving up ---------------------------------------------------------------- */
+/* --- giving up
+ * ---------------------------------------------------------------- */
 
 static void test_gives_up_while_others_succeed(void **state)
 {
@@ -323,7 +333,8 @@ static void test_local_failures_count_and_leave_circuit(void **state)
         fx_free(f);
 }
 
-/* --- circuits -------------------------------------------------------------- */
+/* --- circuits --------------------------------------------------------------
+ */
 
 static void test_circuit_opens_after_consecutive_failures(void **state)
 {
@@ -527,6 +538,10 @@ static void test_starved_asks_again_after_backoff(void **state)
         assert_int_equal(sf_sched_next_due(f->s, f->now), 100);
         f->now += 100;
         assert_int_equal(sf_sched_starved(f->s, f->now), 0);
+        /* what was set aside did not wait here */
+        sf_sched_circuit_close(f->s, 0, f->now);
+        assert_int_equal(sf_sched_event(f->s, &ev), 1);
+        assert_int_equal(ev.waited, 0);
         fx_free(f);
 }
 
@@ -549,7 +564,8 @@ static void test_close_from_elsewhere(void **state)
         fx_free(f);
 }
 
-/* --- frozen attempts ------------------------------------------------------------ */
+/* --- frozen attempts
+ * ------------------------------------------------------------ */
 
 static void test_attempts_frozen_while_open(void **state)
 {
@@ -608,7 +624,8 @@ static void test_step_resets_attempts_and_keeps_turn(void **state)
         fx_free(f);
 }
 
-/* --- revocation -------------------------------------------------------------- */
+/* --- revocation --------------------------------------------------------------
+ */
 
 static int revoked_p1(void *opaque, const sf_sched_item_t *it)
 {
@@ -640,9 +657,8 @@ static void test_revoke_drops_queued_and_waiting(void **state)
         assert_int_equal(result(f, waiting, SF_RETRY, -1), SF_SCHED_RETRY);
         assert_int_equal(ready->item.state, SF_SCHED_READY);
         sf_sched_revoke(f->s, revoked_p1, collect_dropped, &dropped);
-        assert_int_equal(dropped,
-                         (1 << queued->id) | (1 << waiting->id) |
-                             (1 << ready->id));
+        assert_int_equal(dropped, (1 << queued->id) | (1 << waiting->id) |
+                                      (1 << ready->id));
         assert_int_equal(run->item.abandoned, 1);
         assert_int_equal(kept->item.abandoned, 0);
         assert_int_equal(sf_sched_held(f->s), 2);
@@ -655,7 +671,8 @@ static void test_revoke_drops_queued_and_waiting(void **state)
         fx_free(f);
 }
 
-/* --- intake cap and shutdown -------------------------------------------------- */
+/* --- intake cap and shutdown
+ * -------------------------------------------------- */
 
 static void test_intake_pauses_at_cap(void **state)
 {
