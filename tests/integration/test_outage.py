@@ -271,6 +271,47 @@ class OutageTest(sftest.TestCase):
         self.assert_nothing_dead(run, broker)
         run.stop(timeout=20)
 
+    def test_parked_records_survive_a_restart(self):
+        """SIGTERM during an outage: what was parked stays in the store,
+        and the next run delivers it, in order, before anything else."""
+        rcv = self.receiver()
+        run, writer, broker = self.start_run(rcv.url)
+        self.warm_up(rcv, run, writer)
+        rcv.set_rules([{"path": "/customers/*", "status": 503}])
+        writer.random_changes(IDS, count=200, delete_ratio=0.1, pause=0.002)
+        run.wait_line(r"connector webshop is down", timeout=20, stream="stderr")
+        store = self.tmp.join(".syncfleet", "outage", "parked.db")
+
+        def parked():
+            with sqlite3.connect(store) as db:
+                return [(json.loads(k)["key"]["id"], json.loads(v)["event_id"])
+                        for k, v in db.execute("SELECT qkey, rec_value FROM parked ORDER BY id")]
+
+        sftest.wait_for(lambda: len(parked()) >= 150, 20, "the changes to be parked")
+        run.stop(timeout=20)
+        before = parked()
+        self.assertGreaterEqual(len(before), 150)
+
+        rcv.set_rules([])
+        run2 = self.start([sftest.env_path("SYNCFLEET"), "run", "-c",
+                           self.tmp.join("pipeline.yaml")], "run-2")
+        run2.wait_line(r"customer-to-webshop: %d parked records to deliver first" % len(before),
+                       timeout=30, stream="stderr")
+        sftest.wait_for(lambda: not parked(), 30, "the parked records to be delivered")
+        arrived = {}
+        for r in rcv.requests():
+            if sftest.is_2xx(r):
+                arrived.setdefault(int(r["path"].rsplit("/", 1)[1]), []).append(
+                    r["headers"]["idempotency-key"])
+        for cid in IDS:
+            want = [e for i, e in before if i == cid]
+            got = [e for e in arrived.get(cid, []) if e in want]
+            self.assertEqual(got, want, "id %d: its parked changes arrived once each, in order"
+                             % cid)
+        self.assert_nothing_dead(run2, run2.wait_line(r"embedded broker at (\S+)",
+                                                      stream="stderr").group(1))
+        run2.stop(timeout=20)
+
     def test_file_action_keeps_flowing_while_http_target_is_down(self):
         held_cap = 50
         changes = 8 * held_cap
