@@ -8,6 +8,8 @@ a real target does:
 
 - it answers 503 for seconds, then recovers;
 - it is stopped (connections refused), then started again on its port;
+- it goes down again while the records parked meanwhile are delivered;
+- it is down when `syncfleet run` stops, and up when it starts again;
 - it is down while a file-connector action on the same partition goes on,
   for longer than it takes the worker's held-record cap (lowered to 50
   for the test) to fill;
@@ -23,8 +25,9 @@ opened the receiver never had two requests in progress at once (its log's
 `active`), and got a handful of probes, not a request per record; the
 file action delivered every change while the target was down, with the
 records of the down connector in the parking store and the process's
-memory flat; the always-500 record reached the DLQ after exactly its
-max_attempts, the 422 one after one request.
+memory flat; records parked when the process stopped were delivered by
+the next run, once each, in order; the always-500 record reached the DLQ
+after exactly its max_attempts, the 422 one after one request.
 """
 
 import datetime
