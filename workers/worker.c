@@ -181,7 +181,7 @@ static void sf_worker_intake(sf_worker_t *w, rd_kafka_message_t *m,
         /* Order is kept per action and root record, as the record itself
          * names them, whatever key the record was produced with. */
         job->qkey = sf_outbound_key_json(&job->ob);
-        if (sf_worker_parks(w, job->action)) {
+        if (sf_worker_parks_record(w, job->action, job->qkey)) {
                 sf_worker_park_add(w, job);
                 return;
         }

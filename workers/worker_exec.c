@@ -151,6 +151,14 @@ void sf_job_outcome(sf_worker_t *w, sf_job_t *job, sf_status_t st,
                          job->item.attempts, error ? error : "failed");
                 free(job->last_error);
                 job->last_error = sf_strdup(error ? error : "failed");
+                /* its key joins the parked records while the connector
+                 * is down, rather than wait in memory */
+                if (w->park && job->step == SF_STEP_MAIN && !job->reply) {
+                        char *qkey = sf_strdup(job->qkey);
+
+                        sf_worker_park_evict_key(w, job->action, qkey);
+                        free(qkey);
+                }
                 return;
         case SF_SCHED_GIVE_UP:
                 break;

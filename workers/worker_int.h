@@ -121,6 +121,13 @@ void sf_worker_park_revoke(sf_worker_t *w,
                            void *opaque);
 /* Circuit of connector CONN opened: set aside what its actions hold. */
 void sf_worker_park_evict(sf_worker_t *w, int conn);
+/* Whether a new record of ACTION and key QKEY goes to the store now. */
+int sf_worker_parks_record(sf_worker_t *w, const sf_action_cfg_t *a,
+                           const char *qkey);
+/* A record of key QKEY failed while ACTION is down: what of the key can
+ * move goes to the store, in order (the record may be gone after). */
+void sf_worker_park_evict_key(sf_worker_t *w, const sf_action_cfg_t *a,
+                              const char *qkey);
 /* Claims parked records back for actions whose connectors are all up. */
 void sf_worker_park_drain(sf_worker_t *w);
 /* Circuit CONN wants a record to probe with. */

@@ -270,26 +270,60 @@ static void sf_worker_evict_key(sf_worker_t *w, sf_sched_item_t *head)
                 sf_job_t *j = sf_job_of(it);
 
                 next = sf_sched_key_next(it);
-                if (it->state == SF_SCHED_RUNNING ||
-                    it->state == SF_SCHED_DEAD || it->state == SF_SCHED_IDLE ||
-                    j->step != SF_STEP_MAIN || j->reply)
-                        continue;
-                if (j->park_id) {
+                if (j->park_id && it->state != SF_SCHED_RUNNING &&
+                    it->state != SF_SCHED_DEAD &&
+                    it->state != SF_SCHED_IDLE && j->step == SF_STEP_MAIN &&
+                    !j->reply) {
+                        /* back to its place in the store */
                         sf_worker_park_release(w, j);
                         continue;
                 }
-                /* A record held here must stay ahead of its key's parked
-                 * records: it stays, its attempts frozen. */
+                /* A record that cannot move (on the wire, past its
+                 * request) keeps every later record of its key behind it
+                 * in memory: nothing of a key is in the store while an
+                 * earlier record of it is not, so a crash replays each
+                 * key from one place, in order. The same for a record
+                 * that must stay ahead of its key's parked records. */
+                if (j->park_id || it->state == SF_SCHED_RUNNING ||
+                    it->state == SF_SCHED_DEAD || it->state == SF_SCHED_IDLE ||
+                    j->step != SF_STEP_MAIN || j->reply)
+                        break;
                 if (has_rows == -2)
                         has_rows = sf_park_count(w->park, a->name) > 0
                                        ? sf_park_key_has_rows(w->park, a->name,
                                                               j->qkey)
                                        : 0;
                 if (has_rows)
-                        continue;
+                        break;
                 sf_sched_remove(w->sched, it);
                 sf_worker_park_add(w, j);
         }
+}
+
+void sf_worker_park_evict_key(sf_worker_t *w, const sf_action_cfg_t *a,
+                              const char *qkey)
+{
+        sf_sched_item_t *head = sf_sched_key_head(w->sched, qkey);
+
+        if (!w->park || !head || !sf_action_down(w, a))
+                return;
+        sf_worker_evict_key(w, head);
+        sf_worker_park_commit(w);
+}
+
+int sf_worker_parks_record(sf_worker_t *w, const sf_action_cfg_t *a,
+                           const char *qkey)
+{
+        if (!sf_worker_parks(w, a))
+                return 0;
+        /* A key held here keeps its next records behind it in memory,
+         * unless it has parked records they must follow: so nothing of a
+         * key is ever in the store while an earlier record of it is not,
+         * and a crash replays a key from one place, in order. */
+        if (!sf_sched_key_head(w->sched, qkey))
+                return 1;
+        return sf_park_count(w->park, a->name) > 0 &&
+               sf_park_key_has_rows(w->park, a->name, qkey);
 }
 
 void sf_worker_park_evict(sf_worker_t *w, int conn)
