@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kafka.h"
+#include "log.h"
+
 sf_config_t *sf_cli_load(const char *file)
 {
         char *errors = NULL;
@@ -31,4 +34,13 @@ const char *sf_cli_bootstraps(const sf_config_t *cfg, const char *override,
                 "'syncfleet broker' and pass its address with --brokers.\n",
                 command);
         return NULL;
+}
+
+void sf_cli_topics(const sf_config_t *cfg, const char *bootstraps,
+                   const char *component)
+{
+        char err[1024];
+
+        if (sf_kafka_create_topics(cfg, NULL, bootstraps, err, sizeof(err)))
+                sf_warn(component, "creating topics: %s", err);
 }

@@ -71,6 +71,7 @@ int sf_cmd_router(int argc, char **argv)
                 sf_config_destroy(cfg);
                 return SF_EXIT_USAGE;
         }
+        sf_cli_topics(cfg, bootstraps, "router");
         sf_signals_install();
         r = sf_router_new(cfg, bootstraps, 0, errstr, sizeof(errstr));
         if (!r) {

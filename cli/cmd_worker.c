@@ -90,6 +90,7 @@ int sf_cmd_worker(int argc, char **argv)
                 sf_config_destroy(cfg);
                 return SF_EXIT_USAGE;
         }
+        sf_cli_topics(cfg, bootstraps, "worker");
         sf_signals_install();
         w = sf_worker_new(cfg, bootstraps, k, "syncfleet-worker", errstr,
                           sizeof(errstr));

@@ -192,7 +192,7 @@ class Node:
             "log.dirs": self.data,
             "auto.create.topics.enable": "false",
             "num.partitions": "1",
-            "default.replication.factor": str(n),
+            "default.replication.factor": "1",  # what syncfleet asks for shows
             "offsets.topic.replication.factor": str(n),
             "offsets.topic.num.partitions": "8",
             "transaction.state.log.replication.factor": str(n),

@@ -668,6 +668,8 @@ static const char *const bad_cases[] = {
     "partitions_text",
     "partitions_zero",
     "partitions_fraction",
+    "min_insync_zero",
+    "min_insync_above_replication",
     "source_type",
     "source_key_of_other_type",
     "duplicate_table",
