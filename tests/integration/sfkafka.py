@@ -198,6 +198,54 @@ class KafkaPipeline(sftest.Pipeline):
     def group(self, suffix):
         return "%s.%s" % (self.prefix, suffix)
 
+    def worker(self, name="worker", kind="message"):
+        proc = super().worker(name, kind)
+        self._workers = getattr(self, "_workers", []) + [proc]
+        return proc
+
+    def producer(self, name="producer"):
+        """The producer, once the message workers started before it share
+        the outbound partitions (on a real broker the first member takes
+        them all and hands some over when the next one joins), so that the
+        changes under test do not meet a rebalance."""
+        workers = getattr(self, "_workers", [])
+        if workers:
+            wait_assigned(workers, self.topic("outbound.message"), self.partitions)
+        return super().producer(name)
+
+
+_PARTS_LINE = re.compile(r"kafka: \S+: (assigned|revoked|lost) \d+ partitions?: (.*)$")
+
+
+def owned(proc, topic):
+    """The partitions of TOPIC that PROC holds now, from its log's
+    "assigned/revoked/lost N partitions: t[p], ..." lines."""
+    have = set()
+    for line in proc.stderr().splitlines():
+        m = _PARTS_LINE.search(line)
+        if not m:
+            continue
+        parts = {int(p) for t, p in re.findall(r"([\w.\-]+)\[(\d+)\]", m.group(2))
+                 if t == topic}
+        have = have | parts if m.group(1) == "assigned" else have - parts
+    return have
+
+
+def wait_assigned(procs, topic, partitions, timeout=60.0):
+    """Waits until every one of PROCS (members of one group) holds some of
+    TOPIC's partitions and together they hold all of them, each once.
+    Returns {proc name: partitions}."""
+    def settled():
+        shares = {p.name: owned(p, topic) for p in procs}
+        for p in procs:
+            p.assert_running()
+        every = [x for s in shares.values() for x in s]
+        if all(shares.values()) and sorted(every) == list(range(partitions)):
+            return shares
+        return None
+    return sftest.wait_for(settled, timeout, "%s to share the %d partitions of %s" % (
+        ", ".join(p.name for p in procs), partitions, topic), interval=0.1)
+
 
 class KafkaTestCase(sftest.TestCase):
     """A TestCase on a shared real cluster of NODES nodes (self.cluster).

@@ -48,7 +48,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import queue
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -132,6 +134,43 @@ def random_cluster_id():
         text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not text.startswith("-"):
             return text
+
+
+class _Spawner:
+    """Starts the nodes from one thread that lives as long as the process:
+    the kernel's parent-death signal follows the thread that forked, so a
+    node started from a short-lived thread (a test's chaos thread) would
+    die with that thread."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._jobs = queue.Queue()
+        self._thread = None
+
+    def _run(self):
+        while True:
+            argv, kwargs, done = self._jobs.get()
+            try:
+                done.append(subprocess.Popen(argv, **kwargs))
+            except BaseException as e:  # handed to the caller
+                done.append(e)
+
+    def popen(self, argv, **kwargs):
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="kafka-spawner",
+                                                daemon=True)
+                self._thread.start()
+        done = []
+        self._jobs.put((argv, kwargs, done))
+        while not done:
+            time.sleep(0.005)
+        if isinstance(done[0], BaseException):
+            raise done[0]
+        return done[0]
+
+
+_spawner = _Spawner()
 
 
 def _die_with_parent():
@@ -227,9 +266,9 @@ class Node:
                 "-cp", os.path.join(c.libs, "*"), main] + args
         out = open(os.path.join(self.dir, log_name), "ab")
         try:
-            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, cwd=self.dir,
-                                    preexec_fn=_die_with_parent)
+            return _spawner.popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.STDOUT, cwd=self.dir,
+                                  preexec_fn=_die_with_parent)
         finally:
             out.close()
 
