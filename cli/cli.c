@@ -9,6 +9,7 @@
 
 #include "kafka.h"
 #include "log.h"
+#include "sf.h"
 
 sf_config_t *sf_cli_load(const char *file)
 {
@@ -43,4 +44,24 @@ void sf_cli_topics(const sf_config_t *cfg, const char *bootstraps,
 
         if (sf_kafka_create_topics(cfg, NULL, bootstraps, err, sizeof(err)))
                 sf_warn(component, "creating topics: %s", err);
+}
+
+int sf_cli_instance_id(sf_config_t *cfg, const char *option,
+                       const char *command)
+{
+        const char *id = option ? option : getenv("SYNCFLEET_INSTANCE_ID");
+
+        if (!id)
+                return 0;
+        if (!*id) {
+                fprintf(stderr,
+                        "syncfleet %s: %s is empty; give the member's id "
+                        "(a pod's name, say) or leave it unset\n",
+                        command,
+                        option ? "--instance-id" : "SYNCFLEET_INSTANCE_ID");
+                return -1;
+        }
+        free(cfg->kafka.instance_id);
+        cfg->kafka.instance_id = sf_strdup(id);
+        return 0;
 }

@@ -94,6 +94,7 @@ void sf_config_destroy(sf_config_t *cfg)
         free(cfg->name);
         free(cfg->kafka.brokers);
         free(cfg->kafka.topic_prefix);
+        free(cfg->kafka.instance_id);
         sf_cfg_free_kvs(cfg->kafka.config, cfg->kafka.config_cnt);
         free(cfg->source.path);
         free(cfg->source.dsn);

@@ -37,7 +37,10 @@ typedef struct sf_kafka_cfg {
         int partitions;          /* default 6 */
         int replication_factor;  /* default -1: min(3, brokers) */
         int min_insync_replicas; /* default -1: min(2, replication) */
-        sf_kv_t *config;         /* handed to librdkafka unchanged */
+        /* group.instance.id of the group consumers (static membership),
+         * from --instance-id or SYNCFLEET_INSTANCE_ID; NULL: dynamic */
+        char *instance_id;
+        sf_kv_t *config; /* handed to librdkafka unchanged */
         size_t config_cnt;
 } sf_kafka_cfg_t;
 

@@ -193,7 +193,8 @@ typedef void(sf_revoke_cb)(void *opaque,
 
 /* Group consumer: enable.auto.offset.store=false, auto commit of stored
  * offsets, partition.assignment.strategy=cooperative-sticky (eager
- * protocols are handled too), auto.offset.reset=earliest. */
+ * protocols are handled too), auto.offset.reset=earliest, and
+ * group.instance.id = k->instance_id when that is set. */
 sf_consumer_t *sf_consumer_new(const sf_kafka_cfg_t *k, const char *bootstraps,
                                const char *group, const char *client_id,
                                const char *const *topics, size_t topic_cnt,

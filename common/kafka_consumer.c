@@ -303,6 +303,15 @@ sf_consumer_t *sf_consumer_new(const sf_kafka_cfg_t *k, const char *bootstraps,
                 rc = sf_consumer_conf_set(
                     conf, k, "partition.assignment.strategy",
                     "cooperative-sticky", 0, errstr, errstr_size);
+        /* Static membership: a member that comes back under the same id
+         * within session.timeout.ms gets its partitions back and the
+         * others keep theirs; one that goes away is noticed only when
+         * its session expires, since a static member does not leave the
+         * group when it closes. */
+        if (!rc && k && k->instance_id)
+                rc = sf_consumer_conf_set(conf, k, "group.instance.id",
+                                          k->instance_id, 1, errstr,
+                                          errstr_size);
         /* A member that died is noticed after session.timeout.ms; 10 s
          * (instead of librdkafka's 45 s) moves a crashed worker's
          * partitions to the others quickly. The embedded broker completes

@@ -275,3 +275,63 @@ class KafkaTestCase(sftest.TestCase):
             if len(result.failures) + len(result.errors) > before and \
                     getattr(type(self), "cluster", None):
                 print(self.cluster.logs(), file=sys.stderr)
+
+
+def replay_order_problems(by_id, writer, ids):
+    """Like sftest.order_problems, for runs where a consumer died or lost
+    its partitions: its records after the last commit are delivered again
+    (at least once), so an id's requests may go back to an earlier change.
+    Nothing may be skipped or reordered: each request is for the change
+    of the request before it (a retry), the one after it, or an earlier
+    one (a replay starts), and a replay goes on with the next changes in
+    order again. Returns (problems, replays)."""
+    problems, replays = [], 0
+    for cid in sorted(ids):
+        hist = writer.history[cid]
+        where = {v: i for i, (op, v) in enumerate(hist) if op != "d"}
+        deletes = [i for i, (op, _) in enumerate(hist) if op == "d"]
+        pos, high, prev = -1, -1, None
+        for r in by_id.get(cid, []):
+            if r["method"] == "DELETE":
+                # the next change, a retry, or a replay from the latest
+                # delete before (the one a replay most likely went back to)
+                if pos + 1 < len(hist) and hist[pos + 1][0] == "d":
+                    idx = pos + 1
+                elif pos >= 0 and hist[pos][0] == "d":
+                    idx = pos
+                elif [i for i in deletes if i < pos]:
+                    idx = [i for i in deletes if i < pos][-1]
+                else:
+                    problems.append("id %d: #%d DELETE after change %d, and no delete "
+                                    "comes next or went before in its history %s" % (
+                                        cid, r["seq"], pos, hist))
+                    break
+            else:
+                version = (sftest.request_body(r) or {}).get("version")
+                if version not in where:
+                    problems.append("id %d: #%d carries version %s, never written" % (
+                        cid, r["seq"], version))
+                    break
+                idx = where[version]
+            if idx < pos:
+                replays += 1
+            elif idx > pos + 1:
+                problems.append("id %d: #%d (change %d of its history) came after #%s "
+                                "(change %d): changes %d..%d were skipped%s" % (
+                                    cid, r["seq"], idx, prev["seq"] if prev else "-", pos,
+                                    pos + 1, idx - 1,
+                                    " in a replay" if pos < high else ""))
+                break
+            pos, high, prev = idx, max(high, idx), r
+    return problems, replays
+
+
+def lag(test, pipe, timeout=30.0):
+    """`syncfleet lag --json` of the pipeline: {group: total lag}."""
+    import subprocess as sp
+    res = sp.run([sftest.env_path("SYNCFLEET"), "lag", "-c", pipe.config, "--brokers",
+                  pipe.bootstrap, "--json"], capture_output=True, text=True, timeout=timeout,
+                 env=dict(os.environ, SF_PROCESS="lag", **pipe.env))
+    test.assertEqual(res.returncode, 0, "syncfleet lag failed: %s" % res.stderr)
+    doc = json.loads(res.stdout)
+    return {g["group"]: g.get("lag") for g in doc["groups"]}
