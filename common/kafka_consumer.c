@@ -99,10 +99,20 @@ static void sf_consumer_log_parts(sf_consumer_t *c, const char *what,
 {
         sf_buf_t b;
 
-        /* The cooperative protocol calls with no partitions at all when a
-         * rebalance leaves this member's share as it was. */
-        if (!parts->cnt || !sf_log_enabled(SF_LOG_INFO))
+        if (!sf_log_enabled(SF_LOG_INFO))
                 return;
+        /* The cooperative protocol calls with no partitions at all when a
+         * rebalance leaves this member's share as it was: said once, so
+         * that the log shows every rebalance (a static member's return
+         * causes none). */
+        if (!parts->cnt) {
+                if (!strcmp(what, "assigned"))
+                        sf_info("kafka",
+                                "%s: a rebalance left this member's "
+                                "partitions as they were",
+                                rd_kafka_name(c->rk));
+                return;
+        }
         sf_buf_init(&b, 4096);
         for (int i = 0; i < parts->cnt; i++)
                 sf_buf_printf(&b, "%s%s[%d]", i ? ", " : "",
