@@ -294,8 +294,8 @@ static int sf_create_topics_admin(const sf_kafka_cfg_t *k,
         sf_topic_plan_t plan;
         size_t missing = 0;
         int broker_cnt = 0;
-        char err[512], misr[16];
-        int rc = -1;
+        char err[512], misr[16], *cid;
+        int rc = -1, mock;
 
         if (topic_cnt > 4) {
                 sf_seterr(errstr, errstr_size, "too many topics to create");
@@ -328,6 +328,21 @@ static int sf_create_topics_admin(const sf_kafka_cfg_t *k,
         }
         if (!missing) {
                 rc = 0;
+                goto out;
+        }
+        /* A standalone `syncfleet broker` (librdkafka's mock cluster, as
+         * its cluster id says) would leave CreateTopics unanswered until
+         * the request times out: it creates the topics itself. */
+        cid = rd_kafka_clusterid(rk, 0);
+        mock = cid && !strncmp(cid, "mockCluster", 11);
+        if (cid)
+                rd_kafka_mem_free(rk, cid);
+        if (mock) {
+                sf_seterr(errstr, errstr_size,
+                          "%s etc. are missing on the embedded broker at %s, "
+                          "which creates its topics itself: start it with "
+                          "--topic-prefix %s",
+                          create[0], bootstraps, k->topic_prefix);
                 goto out;
         }
         if (sf_topic_plan(k, broker_cnt, &plan, errstr, errstr_size))

@@ -396,8 +396,9 @@ class KafkaCluster:
 
     def wait_ready(self, timeout=90.0, ids=None):
         """Waits until the brokers IDS (default: every running node) are in
-        the metadata; fails with the nodes' logs after TIMEOUT seconds or
-        when a node exits."""
+        the metadata, as they themselves answer it (the others may still
+        list a broker that was killed); fails with the nodes' logs after
+        TIMEOUT seconds or when a node exits."""
         want = sorted(ids or [n.id for n in self.node if n.popen is not None])
         deadline = time.monotonic() + timeout
         while True:
@@ -406,7 +407,9 @@ class KafkaCluster:
                     raise RuntimeError("kafka node %d exited with %s\n%s" % (
                         n.id, n.popen.returncode, n.tail()))
             got = self.brokers_up()
-            if got is not None and set(want) <= set(got):
+            if got is not None and set(want) <= set(got) and all(
+                    self.brokers_up(via=i) is not None
+                    for i, n in enumerate(self.node) if n.id in want):
                 return
             if time.monotonic() >= deadline:
                 raise RuntimeError("kafka: brokers %s not in the metadata after %.0fs "
