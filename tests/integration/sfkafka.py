@@ -208,7 +208,7 @@ class KafkaPipeline(sftest.Pipeline):
         the outbound partitions (on a real broker the first member takes
         them all and hands some over when the next one joins), so that the
         changes under test do not meet a rebalance."""
-        workers = getattr(self, "_workers", [])
+        workers = [w for w in getattr(self, "_workers", []) if w.running()]
         if workers:
             wait_assigned(workers, self.topic("outbound.message"), self.partitions)
         return super().producer(name)
