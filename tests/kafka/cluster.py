@@ -28,6 +28,13 @@ From a shell:
     tests/kafka/cluster.py run --nodes 3        # until SIGTERM or Ctrl-C
     tests/kafka/cluster.py run --nodes 3 --once # start, time it, stop
 
+KafkaCluster(nodes, sasl_ssl=True) adds a SASL_SSL listener on each node
+(sasl_bootstrap): SCRAM-SHA-512 for sasl_user / sasl_password, created
+when the storage is formatted, and a broker certificate for 127.0.0.1
+signed by a CA made with openssl (tls["ca"]). Kafka's own clients
+authenticate there; librdkafka before 2.6.1 (Debian 12 has 2.0.2) fails
+SCRAM against Kafka 4 brokers, so syncfleet's tests do not use it yet.
+
 The settings are a test cluster's: failures are noticed within seconds
 (broker.session.timeout.ms, replica.lag.time.max.ms), groups start without
 the initial rebalance delay, topics are never created implicitly (so a
@@ -183,6 +190,38 @@ def _die_with_parent():
         pass
 
 
+def make_tls(directory):
+    """A CA and a broker certificate for 127.0.0.1 and localhost signed by
+    it, made with openssl in DIRECTORY: {"ca": CA certificate (PEM),
+    "keystore": the broker's encrypted PKCS#8 key and certificate (PEM),
+    "key_password": its password}."""
+    d = os.path.join(directory, "tls")
+    os.makedirs(d)
+    password = uuid.uuid4().hex
+
+    def ssl(*args):
+        res = subprocess.run(["openssl"] + list(args), cwd=d, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError("openssl %s failed: %s" % (args[0], res.stderr))
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=syncfleet test CA")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out", "broker.csr",
+        "-subj", "/CN=localhost")
+    with open(os.path.join(d, "san.ext"), "w", encoding="utf-8") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ssl("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "broker.pem", "-days", "2", "-extfile", "san.ext")
+    # PBE-SHA1-3DES: the Java the broker runs on (17) cannot read PBES2
+    ssl("pkcs8", "-topk8", "-in", "broker.key", "-out", "broker.p8", "-v1", "PBE-SHA1-3DES",
+        "-passout", "pass:" + password)
+    keystore = os.path.join(d, "keystore.pem")
+    with open(keystore, "w", encoding="utf-8") as out:
+        for name in ("broker.p8", "broker.pem"):
+            with open(os.path.join(d, name), "r", encoding="utf-8") as f:
+                out.write(f.read())
+    return {"ca": os.path.join(d, "ca.pem"), "keystore": keystore, "key_password": password}
+
+
 LOG4J2 = """status = warn
 appender.file.type = File
 appender.file.name = file
@@ -205,6 +244,7 @@ class Node:
         self.cluster = cluster
         self.id = node_id
         self.port = free_port()
+        self.sasl_port = free_port() if cluster.sasl_ssl else None
         self.controller_port = free_port()
         self.dir = os.path.join(cluster.dir, "node%d" % node_id)
         self.data = os.path.join(self.dir, "data")
@@ -249,6 +289,19 @@ class Node:
             "num.recovery.threads.per.data.dir": "1",
             "log.cleaner.threads": "1",
         }
+        if self.sasl_port:
+            tls = self.cluster.tls
+            props["listeners"] += ",SASL_SSL://127.0.0.1:%d" % self.sasl_port
+            props["advertised.listeners"] += ",SASL_SSL://127.0.0.1:%d" % self.sasl_port
+            props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            props.update({
+                "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": tls["keystore"],
+                "ssl.key.password": tls["key_password"],
+            })
         props.update(extra)
         os.makedirs(self.dir, exist_ok=True)
         with open(self.config, "w", encoding="utf-8") as f:
@@ -276,7 +329,10 @@ class Node:
         """Starts formatting the node's storage; format_wait() waits."""
         self._format = self._java("kafka.tools.StorageTool",
                                   ["format", "-t", self.cluster.cluster_id, "-c", self.config,
-                                   "--ignore-formatted"], "format.out")
+                                   "--ignore-formatted"] + (
+                                       ["--add-scram", "SCRAM-SHA-512=[name=\"%s\",password=\"%s\"]" % (
+                                           self.cluster.sasl_user, self.cluster.sasl_password)]
+                                       if self.sasl_port else []), "format.out")
 
     def format_wait(self):
         rc = self._format.wait(120)
@@ -332,17 +388,22 @@ class KafkaCluster:
     """NODES combined broker/controller nodes (see the module text).
     CONFIG: extra server.properties entries for every node."""
 
-    def __init__(self, nodes=1, config=None, heap="512m"):
+    def __init__(self, nodes=1, config=None, heap="512m", sasl_ssl=False):
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
         self.nodes = nodes
         self.extra = dict(config or {})
+        self.sasl_ssl = sasl_ssl
         self.heap = heap
         self.java = _java()
         self.libs = fetch()
         self.version = kafka_version()
         self.cluster_id = random_cluster_id()
         self.dir = tempfile.mkdtemp(prefix="sfkafka-")
+        if sasl_ssl:
+            self.sasl_user = "syncfleet"
+            self.sasl_password = uuid.uuid4().hex
+            self.tls = make_tls(self.dir)
         self.node = [Node(self, i + 1) for i in range(nodes)]
         voters = ",".join("%d@127.0.0.1:%d" % (n.id, n.controller_port) for n in self.node)
         for n in self.node:
@@ -354,6 +415,13 @@ class KafkaCluster:
     @property
     def bootstrap(self):
         return ",".join(n.address for n in self.node)
+
+    @property
+    def sasl_bootstrap(self):
+        """The SASL_SSL listeners (SCRAM-SHA-512 as sasl_user with
+        sasl_password, the broker's certificate signed by tls["ca"]), when
+        the cluster was made with sasl_ssl=True."""
+        return ",".join("127.0.0.1:%d" % n.sasl_port for n in self.node)
 
     def start(self, timeout=90.0):
         """Formats and starts every node; returns once each broker is in
