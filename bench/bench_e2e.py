@@ -56,7 +56,7 @@ source:
   type: sqlite
   path: {db}
   poll_interval_ms: {poll_ms}
-
+{ack}
 tables:
   items:
     key: [id]
@@ -335,7 +335,8 @@ def start(args, work):
                                 kafka_config="  config:\n" + extra if extra else "",
                                 db=db,
                                 poll_ms=args.poll_ms, port=port,
-                                in_flight=args.max_in_flight))
+                                in_flight=args.max_in_flight,
+                                ack="  ack: %s\n" % args.ack if args.ack else ""))
 
     argv = [args.syncfleet, "run", "-c", pipeline,
             "--message-workers", str(args.message_workers)]
@@ -609,6 +610,8 @@ def main():
     ap.add_argument("--lat-batch", type=int, default=0,
                     help="changes per transaction, latency phase "
                          "(default: rate/100, i.e. a commit every 10 ms)")
+    ap.add_argument("--ack", choices=["delivered", "settled"],
+                    help="source.ack (default: the broker's, settled on the embedded one)")
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--poll-ms", type=int, default=10)
     ap.add_argument("--max-in-flight", type=int, default=64)

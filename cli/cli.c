@@ -10,6 +10,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "sf.h"
+#include "state.h"
 
 sf_config_t *sf_cli_load(const char *file)
 {
@@ -25,15 +26,23 @@ sf_config_t *sf_cli_load(const char *file)
 const char *sf_cli_bootstraps(const sf_config_t *cfg, const char *override,
                               const char *command)
 {
+        static char *recorded; /* the last address read from the state */
+        char errstr[512];
+
         if (override && strcmp(override, "embedded"))
                 return override;
         if (!override && !cfg->kafka.embedded)
                 return cfg->kafka.brokers;
+        free(recorded);
+        recorded = sf_state_broker(cfg, errstr, sizeof(errstr));
+        if (recorded)
+                return recorded;
         fprintf(stderr,
                 "syncfleet %s: kafka.brokers is 'embedded', which lives inside "
-                "one process.\nRun everything with 'syncfleet run', or start "
-                "'syncfleet broker' and pass its address with --brokers.\n",
-                command);
+                "one process, and %s.\nRun everything with 'syncfleet run', "
+                "or start 'syncfleet broker -c %s' (or pass a broker's address "
+                "with --brokers).\n",
+                command, errstr, cfg->file);
         return NULL;
 }
 

@@ -14,9 +14,11 @@
 sf_config_t *sf_cli_load(const char *file);
 
 /* The bootstrap servers a standalone component uses: OVERRIDE (--brokers)
- * when given, else kafka.brokers. A lone component cannot use an embedded
- * broker (kafka.brokers or --brokers "embedded"), which lives inside one
- * process: then NULL, after telling the user what to do instead. */
+ * when given, else kafka.brokers. An embedded broker (kafka.brokers or
+ * --brokers "embedded") lives inside one process: the address that
+ * process recorded in the pipeline's state directory (`syncfleet run`, or
+ * `syncfleet broker -c FILE`), valid until the next call; when none runs,
+ * NULL, after telling the user what to do instead. */
 const char *sf_cli_bootstraps(const sf_config_t *cfg, const char *override,
                               const char *command);
 

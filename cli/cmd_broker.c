@@ -3,6 +3,11 @@
  * separate processes on one machine and for tests. It prints its bootstrap
  * address alone on one line on stdout, so a script can read it, and runs
  * until SIGTERM or SIGINT.
+ *
+ * With -c FILE it is that pipeline's broker: its topics are the pipeline's,
+ * it takes the lock of the pipeline's state directory and records its
+ * address there, so the components, `syncfleet lag` and `syncfleet dlq`
+ * find it without --brokers.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -10,10 +15,12 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "kafka.h"
 #include "log.h"
 #include "sf.h"
+#include "state.h"
 
 #define SF_BROKER_MAX_BROKERS    64
 #define SF_BROKER_MAX_PARTITIONS 10000
@@ -21,14 +28,21 @@
 static void usage(FILE *out)
 {
         fprintf(out,
-                "usage: syncfleet broker [--brokers N] [--partitions N] "
-                "[--topic-prefix P]\n\n"
+                "usage: syncfleet broker [-c FILE] [--brokers N] "
+                "[--partitions N] [--topic-prefix P]\n\n"
                 "Runs librdkafka's mock cluster (data in memory only) on "
                 "loopback, creates\n"
                 "the topics P.sync-log, P.outbound.message, "
                 "P.outbound.webservice and P.dlq,\n"
                 "prints the bootstrap address on stdout and runs until "
-                "SIGTERM or SIGINT.\n\n"
+                "SIGTERM or SIGINT. With -c, it is the broker of that "
+                "pipeline: P and N\n"
+                "default to its kafka.topic_prefix and kafka.partitions, "
+                "and its address is\n"
+                "recorded in the pipeline's state_dir, where components, "
+                "'syncfleet lag' and\n"
+                "'syncfleet dlq' find it without --brokers.\n\n"
+                "  -c, --config FILE      the pipeline this broker is for\n"
                 "  -b, --brokers N        brokers in the cluster (default 1)\n"
                 "  -p, --partitions N     partitions per topic (default 6)\n"
                 "  -t, --topic-prefix P   topic name prefix (default "
@@ -52,6 +66,7 @@ static int parse_count(const char *s, int max)
 int sf_cmd_broker(int argc, char **argv)
 {
         static const struct option opts[] = {
+            {"config", required_argument, NULL, 'c'},
             {"brokers", required_argument, NULL, 'b'},
             {"partitions", required_argument, NULL, 'p'},
             {"topic-prefix", required_argument, NULL, 't'},
@@ -64,16 +79,21 @@ int sf_cmd_broker(int argc, char **argv)
             "outbound.webservice",
             "dlq",
         };
-        const char *prefix = "syncfleet";
-        int brokers = 1, partitions = 6;
+        const char *prefix = NULL, *file = NULL;
+        int brokers = 1, partitions = 0;
         sf_broker_t *broker = NULL;
+        sf_config_t *cfg = NULL;
+        sf_state_t *state = NULL;
         char errstr[512];
         int rc = SF_EXIT_RUNTIME;
         int c;
 
         optind = 1;
-        while ((c = getopt_long(argc, argv, "b:p:t:h", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "c:b:p:t:h", opts, NULL)) != -1) {
                 switch (c) {
+                case 'c':
+                        file = optarg;
+                        break;
                 case 'b':
                         brokers = parse_count(optarg, SF_BROKER_MAX_BROKERS);
                         if (brokers < 0) {
@@ -119,6 +139,24 @@ int sf_cmd_broker(int argc, char **argv)
                 return SF_EXIT_USAGE;
         }
 
+        if (file) {
+                if (!(cfg = sf_cli_load(file)))
+                        return SF_EXIT_USAGE;
+                state = sf_state_open(cfg, 1, errstr, sizeof(errstr));
+                if (!state) {
+                        fprintf(stderr, "syncfleet broker: %s\n", errstr);
+                        sf_config_destroy(cfg);
+                        return SF_EXIT_USAGE;
+                }
+                if (!prefix)
+                        prefix = cfg->kafka.topic_prefix;
+                if (!partitions)
+                        partitions = cfg->kafka.partitions;
+        }
+        if (!prefix)
+                prefix = "syncfleet";
+        if (!partitions)
+                partitions = 6;
         sf_signals_install();
         broker = sf_broker_new(brokers, errstr, sizeof(errstr));
         if (!broker) {
@@ -136,6 +174,11 @@ int sf_cmd_broker(int argc, char **argv)
                         goto out;
                 }
         }
+        if (state && sf_state_set_broker(state, sf_broker_bootstraps(broker),
+                                         errstr, sizeof(errstr))) {
+                sf_error("broker", "%s", errstr);
+                goto out;
+        }
         printf("%s\n", sf_broker_bootstraps(broker));
         fflush(stdout);
         sf_info("broker",
@@ -152,5 +195,7 @@ int sf_cmd_broker(int argc, char **argv)
         rc = SF_EXIT_OK;
 out:
         sf_broker_destroy(broker);
+        sf_state_close(state);
+        sf_config_destroy(cfg);
         return rc;
 }

@@ -18,6 +18,7 @@
 #include "producer.h"
 #include "router.h"
 #include "sf.h"
+#include "state.h"
 #include "worker.h"
 
 #define SF_RUN_MAX_THREADS 34
@@ -158,7 +159,10 @@ static void usage(FILE *out)
                 "Runs the whole pipeline in one process: the embedded broker "
                 "when\nkafka.brokers is 'embedded', the change-capture "
                 "producer, the router\nand the workers. Stops on SIGTERM or "
-                "SIGINT.\n\n"
+                "SIGINT. One run per pipeline: it\nlocks the pipeline's "
+                "state_dir, and records there the embedded broker's\n"
+                "address for 'syncfleet lag', 'syncfleet dlq' and standalone "
+                "components.\n\n"
                 "  -c, --config FILE           the pipeline file\n"
                 "  -b, --brokers LIST          bootstrap servers (overrides "
                 "kafka.brokers)\n"
@@ -204,6 +208,7 @@ int sf_cmd_run(int argc, char **argv)
         sf_run_ctx_t ctx;
         char errstr[512];
         sf_config_t *cfg;
+        sf_state_t *state = NULL;
 
         memset(&ctx, 0, sizeof(ctx));
         ctx.grace_ms = SF_DEFAULT_GRACE_MS;
@@ -243,6 +248,13 @@ int sf_cmd_run(int argc, char **argv)
         }
         if (!(cfg = sf_cli_load(file)))
                 return SF_EXIT_USAGE;
+        /* one run per state directory: its DLQ store and broker record */
+        state = sf_state_open(cfg, 1, errstr, sizeof(errstr));
+        if (!state) {
+                fprintf(stderr, "syncfleet run: %s\n", errstr);
+                sf_config_destroy(cfg);
+                return SF_EXIT_USAGE;
+        }
         sf_signals_install();
         ctx.cfg = cfg;
         if (brokers) {
@@ -257,6 +269,11 @@ int sf_cmd_run(int argc, char **argv)
                 ctx.bootstraps = sf_broker_bootstraps(ctx.broker);
                 sf_info("run", "embedded broker at %s (in memory only)",
                         ctx.bootstraps);
+                if (sf_state_set_broker(state, ctx.bootstraps, errstr,
+                                        sizeof(errstr)))
+                        sf_warn("run",
+                                "%s: syncfleet lag and dlq need --brokers %s",
+                                errstr, ctx.bootstraps);
         } else {
                 ctx.bootstraps = cfg->kafka.brokers;
         }
@@ -319,6 +336,7 @@ int sf_cmd_run(int argc, char **argv)
         pthread_mutex_destroy(&ctx.lock);
 out:
         sf_broker_destroy(ctx.broker);
+        sf_state_close(state);
         sf_config_destroy(cfg);
         if (rc == SF_EXIT_OK)
                 sf_info("run", "stopped");

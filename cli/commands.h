@@ -18,5 +18,6 @@ int sf_cmd_lag(int argc, char **argv);
 int sf_cmd_router(int argc, char **argv);
 int sf_cmd_worker(int argc, char **argv);
 int sf_cmd_producer(int argc, char **argv);
+int sf_cmd_dlq(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const sf_command_t sf_commands[] = {
     {"worker", "run message or web service workers", sf_cmd_worker},
     {"broker", "run the embedded Kafka broker standalone", sf_cmd_broker},
     {"lag", "show how far each consumer group is behind", sf_cmd_lag},
+    {"dlq", "list, show, replay or drop dead letters", sf_cmd_dlq},
     {"producer", "capture table changes and publish them to the sync-log",
      sf_cmd_producer},
 };

@@ -92,6 +92,7 @@ void sf_config_destroy(sf_config_t *cfg)
         free(cfg->file);
         free(cfg->dir);
         free(cfg->name);
+        free(cfg->state_dir);
         free(cfg->kafka.brokers);
         free(cfg->kafka.topic_prefix);
         free(cfg->kafka.instance_id);
@@ -200,13 +201,14 @@ static void cfg_source(sf_cfgctx_t *c, yaml_node_t *n)
 {
         static const char *const types[] = {"sqlite", "postgres", NULL};
         static const char *const sqlite_keys[] = {
-            "type", "path", "poll_interval_ms", "batch_size", NULL};
+            "type", "path", "poll_interval_ms", "batch_size", "ack", NULL};
         static const char *const pg_keys[] = {
             "type",     "dsn",        "slot", "publication",
-            "snapshot", "batch_size", NULL};
+            "snapshot", "batch_size", "ack",  NULL};
         static const char *const all_keys[] = {
             "type", "path",        "poll_interval_ms", "batch_size", "dsn",
-            "slot", "publication", "snapshot",         NULL};
+            "slot", "publication", "snapshot",         "ack",        NULL};
+        static const char *const acks[] = {"delivered", "settled", NULL};
         static const char *const sqlite_req[] = {"path", NULL};
         static const char *const pg_req[] = {"dsn", NULL};
         static const char *const type_req[] = {"type", NULL};
@@ -215,7 +217,7 @@ static void cfg_source(sf_cfgctx_t *c, yaml_node_t *n)
         sf_cfg_keys_t spec = {all_keys, type_req, NULL, NULL};
         yaml_node_t *tn;
         char *path = NULL;
-        int type = -1, snap = SF_SNAPSHOT_INITIAL;
+        int type = -1, snap = SF_SNAPSHOT_INITIAL, ack = -1;
 
         if (!n || sf_cfg_map(c, n, "source"))
                 return;
@@ -231,6 +233,11 @@ static void cfg_source(sf_cfgctx_t *c, yaml_node_t *n)
         if (type < 0)
                 return;
         s->type = type ? SF_SOURCE_POSTGRES : SF_SOURCE_SQLITE;
+        if (sf_cfg_enum(c, sf_cfg_get(c, n, "ack"), "source.ack", acks,
+                        &ack) == 0) {
+                s->ack = ack ? SF_ACK_SETTLED : SF_ACK_DELIVERED;
+                s->ack_given = 1;
+        }
         sf_cfg_int(c, sf_cfg_get(c, n, "batch_size"), "source.batch_size", 1,
                    INT_MAX, &s->batch_size);
         if (s->type == SF_SOURCE_SQLITE) {
@@ -406,13 +413,42 @@ static void cfg_router(sf_cfgctx_t *c, yaml_node_t *n)
                    INT_MAX, &c->cfg->router.delay_ms);
 }
 
+/* The default state directory: DIR/.syncfleet/NAME, NAME made a safe
+ * file name (no separators, no leading dot, never "." or ".."). */
+static char *cfg_default_state_dir(const char *dir, const char *name)
+{
+        char *safe = sf_strdup(*name ? name : "pipeline"), *path;
+
+        for (char *p = safe; *p; p++)
+                if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
+                    !(*p >= '0' && *p <= '9') && *p != '_' && *p != '-' &&
+                    (*p != '.' || p == safe))
+                        *p = '_';
+        path = sf_asprintf("%s/.syncfleet/%s", dir, safe);
+        free(safe);
+        return path;
+}
+
+static void cfg_state_dir(sf_cfgctx_t *c, yaml_node_t *n)
+{
+        sf_config_t *cfg = c->cfg;
+        char *dir = NULL;
+
+        if (!sf_cfg_str(c, n, "state_dir", &dir))
+                cfg->state_dir = sf_cfg_resolve(cfg->dir, dir);
+        else if (cfg->name)
+                cfg->state_dir = cfg_default_state_dir(cfg->dir, cfg->name);
+        free(dir);
+}
+
 static void cfg_sections(sf_cfgctx_t *c)
 {
-        static const char *const keys[] = {
-            "version", "name",     "kafka",
-            "source",  "tables",   "connectors",
-            "router",  "messages", "web_service_actions",
-            NULL};
+        static const char *const keys[] = {"version",    "name",
+                                           "state_dir",  "kafka",
+                                           "source",     "tables",
+                                           "connectors", "router",
+                                           "messages",   "web_service_actions",
+                                           NULL};
         static const char *const req[] = {"version", "name", NULL};
         static const sf_cfg_keys_t spec = {keys, req, NULL, NULL};
         sf_config_t *cfg = c->cfg;
@@ -427,6 +463,7 @@ static void cfg_sections(sf_cfgctx_t *c)
                 sf_cfg_errn(c, v, "expected 1 for version, got %d",
                             cfg->version);
         sf_cfg_str(c, sf_cfg_get(c, root, "name"), "name", &cfg->name);
+        cfg_state_dir(c, sf_cfg_get(c, root, "state_dir"));
         cfg_kafka(c, sf_cfg_get(c, root, "kafka"));
         cfg_source(c, sf_cfg_get(c, root, "source"));
         cfg_tables(c, sf_cfg_get(c, root, "tables"));
@@ -438,6 +475,10 @@ static void cfg_sections(sf_cfgctx_t *c)
                              SF_KIND_WEBSERVICE);
 
         cfg->kafka.embedded = !strcmp(cfg->kafka.brokers, "embedded");
+        /* nothing survives the embedded broker: the source is the log */
+        if (!cfg->source.ack_given)
+                cfg->source.ack = cfg->kafka.embedded ? SF_ACK_SETTLED
+                                                      : SF_ACK_DELIVERED;
         pfx = cfg->kafka.topic_prefix;
         cfg->topic_sync_log = sf_asprintf("%s.sync-log", pfx);
         cfg->topic_outbound_message = sf_asprintf("%s.outbound.message", pfx);

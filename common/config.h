@@ -55,6 +55,16 @@ typedef enum sf_snapshot_mode {
         SF_SNAPSHOT_NEVER,
 } sf_snapshot_mode_t;
 
+/* When the producer acknowledges a change to its source (source.ack). */
+typedef enum sf_ack_mode {
+        /* once Kafka's delivery report came back (a durable log) */
+        SF_ACK_DELIVERED = 0,
+        /* once the change is settled: routed, and every outbound record
+         * from it accepted by its target or dead-lettered; the default on
+         * the embedded broker, which keeps nothing across a restart */
+        SF_ACK_SETTLED,
+} sf_ack_mode_t;
+
 typedef struct sf_source_cfg {
         sf_source_type_t type;
         char *path;           /* sqlite; resolved relative to the file's dir */
@@ -64,6 +74,8 @@ typedef struct sf_source_cfg {
         char *slot;           /* postgres; default "syncfleet" */
         char *publication;    /* postgres; default "syncfleet" */
         sf_snapshot_mode_t snapshot; /* postgres; default initial */
+        sf_ack_mode_t ack; /* default: settled on the embedded broker */
+        int ack_given;     /* source.ack was written */
         sf_pos_t pos;
 } sf_source_cfg_t;
 
@@ -214,15 +226,16 @@ typedef struct sf_action_cfg {
         int has_error;
         sf_target_cfg_t error_target;
         sf_mapping_t *error_mapping;
-        /* Fields of the trigger table the action reads: the template
-         * references of every mapping and path it has (target, on_delete,
-         * request, response, error), with op/event/table/event_id and
-         * response.X, error.X, status and headers.X dropped, key.X, before.X,
-         * after.X and record.X reduced to X, a bare {{key}} expanded to the key
-         * columns, references into source.records children dropped, and of
-         * an `each` only its path. Sorted, unique. check_used_fields
-         * compares exactly these; an action that reads a whole image
-         * ({{after}}) has check_used_fields forced off at load. */
+        /* Fields of the trigger table the action reads: the first segment
+         * of every template reference of every mapping and path it has
+         * (target, on_delete, request, response, error), whatever its name,
+         * and the fields source.records.*.where reads. Of syncfleet's
+         * names, @key.X, @before.X and @after.X count as X, a bare @key as
+         * the key columns, the other @names not at all; references into
+         * source.records children are dropped, and of an `each` only its
+         * path counts. Sorted, unique. check_used_fields compares exactly
+         * these; an action that reads a whole image ({{@after}}) has
+         * check_used_fields forced off at load. */
         char **used_fields;
         size_t used_fields_cnt;
         sf_pos_t pos;
@@ -233,6 +246,11 @@ typedef struct sf_config {
         char *dir;  /* directory of the file, for relative paths */
         int version;
         char *name;
+        /* Where the pipeline keeps what must outlive a process on this
+         * machine (state.h, dlq.h): state_dir resolved against DIR, by
+         * default DIR/.syncfleet/NAME (characters of NAME other than
+         * letters, digits, '.', '_' and '-' become '_'). Absolute. */
+        char *state_dir;
         sf_kafka_cfg_t kafka;
         sf_source_cfg_t source;
         sf_table_cfg_t *tables;

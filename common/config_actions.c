@@ -430,44 +430,42 @@ static int cfg_seg_is(const char *s, size_t len, const char *word)
         return strlen(word) == len && !strncmp(s, word, len);
 }
 
-/* One template reference: reduced to the field of the trigger table it
- * reads, or dropped when it reads no field of it. */
+/* One template reference, reduced to the column of the trigger table it
+ * reads. A path without '@' reads a column by its own name, whatever the
+ * name (status, event, response are columns like any other), except a
+ * name of source.records, which reads child records. Of syncfleet's names,
+ * @key.X, @before.X and @after.X read column X, @key the key columns,
+ * @before and @after every column; the others read no column. */
 static void cfg_field_ref(const char *path, void *opaque)
 {
-        static const char *const not_fields[] = {
-            "op",       "event", "table",  "event_id",
-            "response", "error", "status", "headers"};
-        static const char *const images[] = {"key", "before", "after",
-                                             "record"};
         cfg_fields_t *f = opaque;
         const sf_table_cfg_t *tbl = f->a->trigger.table_ref;
-        size_t len = strcspn(path, ".");
+        size_t len;
 
-        for (size_t i = 0; i < sizeof(not_fields) / sizeof(*not_fields); i++)
-                if (cfg_seg_is(path, len, not_fields[i]))
-                        return;
-        for (size_t i = 0; i < f->a->source.records_cnt; i++)
-                if (cfg_seg_is(path, len, f->a->source.records[i].name))
-                        return; /* child records read in query mode */
-        for (size_t i = 0; i < sizeof(images) / sizeof(*images); i++) {
-                if (!cfg_seg_is(path, len, images[i]))
-                        continue;
-                if (path[len] == '.') {
-                        path += len + 1;
-                        len = strcspn(path, ".");
-                        break;
-                }
-                if (i == 0) { /* {{key}}: the key columns */
-                        for (size_t k = 0; tbl && k < tbl->key_cnt; k++)
-                                cfg_fields_add(f, tbl->key[k],
-                                               strlen(tbl->key[k]));
-                } else {
-                        f->whole = 1;
-                }
+        if (path[0] != SF_TEMPLATE_AT) {
+                len = strcspn(path, ".");
+                for (size_t i = 0; i < f->a->source.records_cnt; i++)
+                        if (cfg_seg_is(path, len, f->a->source.records[i].name))
+                                return; /* child records read in query mode */
+                if (len)
+                        cfg_fields_add(f, path, len);
                 return;
         }
-        if (len)
-                cfg_fields_add(f, path, len);
+        path++;
+        len = strcspn(path, ".");
+        if (!cfg_seg_is(path, len, "key") && !cfg_seg_is(path, len, "before") &&
+            !cfg_seg_is(path, len, "after"))
+                return;
+        if (path[len] == '.') {
+                path += len + 1;
+                if (strcspn(path, "."))
+                        cfg_fields_add(f, path, strcspn(path, "."));
+        } else if (cfg_seg_is(path, len, "key")) {
+                for (size_t k = 0; tbl && k < tbl->key_cnt; k++)
+                        cfg_fields_add(f, tbl->key[k], strlen(tbl->key[k]));
+        } else {
+                f->whole = 1;
+        }
 }
 
 static int cfg_strcmp(const void *a, const void *b)
@@ -505,9 +503,10 @@ static void cfg_target_fields(const sf_target_cfg_t *t, cfg_fields_t *f)
 }
 
 /* Every template of the action counts, response and error handling
- * included: an update that changes a field any of them reads must reach
- * the action. A reference to a whole image ({{after}}) reads every field,
- * so such an action cannot check used fields and takes every update. */
+ * included, and every field a records.where selects children by: an
+ * update that changes a field any of them reads must reach the action. A
+ * reference to a whole image ({{@after}}) reads every field, so such an
+ * action cannot check used fields and takes every update. */
 static void cfg_used_fields(sf_action_cfg_t *a)
 {
         cfg_fields_t f;
@@ -523,6 +522,10 @@ static void cfg_used_fields(sf_action_cfg_t *a)
         cfg_target_fields(&a->request, &f);
         cfg_target_fields(&a->response_target, &f);
         cfg_target_fields(&a->error_target, &f);
+        /* query mode selects child records by fields of the record */
+        for (size_t i = 0; i < a->source.records_cnt; i++)
+                for (size_t w = 0; w < a->source.records[i].where_cnt; w++)
+                        cfg_field_ref(a->source.records[i].where[w].value, &f);
         if (f.n)
                 qsort(f.v, f.n, sizeof(*f.v), cfg_strcmp);
         for (size_t i = 0; i < f.n; i++) {
@@ -565,6 +568,8 @@ static void cfg_action(sf_cfgctx_t *c, yaml_node_t *n, const char *path,
         if ((v = sf_cfg_get(c, n, "trigger")))
                 cfg_trigger(c, v, p[0], &a->trigger);
         cfg_docsource(c, sf_cfg_get(c, n, "source"), p[1], &a->source);
+        c->tpl_action = a;
+        c->tpl_step = SF_CFG_STEP_MAIN;
         if (a->kind == SF_KIND_MESSAGE) {
                 if ((v = sf_cfg_get(c, n, "target")))
                         cfg_target(c, v, p[2], CFG_USE_TARGET, &a->target);
@@ -579,12 +584,16 @@ static void cfg_action(sf_cfgctx_t *c, yaml_node_t *n, const char *path,
                             sf_cfg_mapping(c, sf_cfg_get(c, v, "body"), bpath);
                         free(bpath);
                 }
+                c->tpl_step = SF_CFG_STEP_RESPONSE;
                 a->has_response =
                     cfg_handler(c, sf_cfg_get(c, n, "response"), p[5],
                                 &a->response_target, &a->response_mapping);
+                c->tpl_step = SF_CFG_STEP_ERROR;
                 a->has_error = cfg_handler(c, sf_cfg_get(c, n, "error"), p[6],
                                            &a->error_target, &a->error_mapping);
         }
+        c->tpl_action = NULL;
+        c->tpl_step = SF_CFG_STEP_MAIN;
         cfg_used_fields(a);
         for (size_t i = 0; i < 7; i++)
                 free(p[i]);

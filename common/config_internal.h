@@ -39,7 +39,16 @@ typedef struct sf_cfgctx {
          * references to it are not checked against a type */
         unsigned char *conn_untyped;
         char envmark; /* stands for '{' and '}' of ${VAR} while parsing */
+        /* While an action's templates compile: the action (trigger and
+         * source already read) and the step they belong to, against which
+         * sf_cfg_template checks their @names and old names. */
+        const sf_action_cfg_t *tpl_action;
+        int tpl_step; /* SF_CFG_STEP_* */
 } sf_cfgctx_t;
+
+#define SF_CFG_STEP_MAIN     0 /* message target and mapping, request */
+#define SF_CFG_STEP_RESPONSE 1 /* a web service action's response */
+#define SF_CFG_STEP_ERROR    2 /* a web service action's error */
 
 #define SF_CFG_F_FROM_ENV 0x1 /* the scalar took a value from ${VAR} */
 #define SF_CFG_F_BAD      0x2 /* substitution failed; already reported */
@@ -157,7 +166,13 @@ char *sf_cfg_resolve(const char *dir, const char *path);
 
 /* --- config_mapping.c --- */
 
-/* A compiled template from scalar N (reported and NULL when wrong). */
+/* A compiled template from scalar N (reported and NULL when wrong). Its
+ * references are checked against c->tpl_step: @response, @status and
+ * @headers belong to response handling, @error to error handling, and in
+ * those steps a name that used to read syncfleet's reply without '@'
+ * (response, status, headers, error, record) is reported with what to
+ * write instead, unless it is a column the pipeline names for the trigger
+ * table (a key column, a parent column, a records.where field). */
 sf_template_t *sf_cfg_template(sf_cfgctx_t *c, yaml_node_t *n,
                                const char *path);
 /* The mapping tree of N; NULL when N is NULL. Parts that are wrong are

@@ -11,6 +11,120 @@
 #include "config_internal.h"
 #include "sf.h"
 
+/* --- syncfleet's names and the names they had before '@' --- */
+
+static int cfg_is(const char *s, size_t len, const char *word)
+{
+        return strlen(word) == len && !strncmp(s, word, len);
+}
+
+/* 1 when the pipeline file itself names NAME (LEN bytes) as a column of
+ * the trigger table of A: a key column, a column linking it to its parent,
+ * or a root field a query-mode records.where reads. */
+static int cfg_known_column(const sf_action_cfg_t *a, const char *name,
+                            size_t len)
+{
+        const sf_table_cfg_t *t = a->trigger.table_ref;
+
+        for (size_t i = 0; t && i < t->key_cnt; i++)
+                if (cfg_is(name, len, t->key[i]))
+                        return 1;
+        for (size_t i = 0; t && i < t->parent_key_cnt; i++)
+                if (cfg_is(name, len, t->child_cols[i]))
+                        return 1;
+        for (size_t i = 0; i < a->source.records_cnt; i++)
+                for (size_t k = 0; k < a->source.records[i].where_cnt; k++)
+                        if (cfg_is(name, len,
+                                   a->source.records[i].where[k].value))
+                                return 1;
+        return 0;
+}
+
+/* Checks reference REF, at byte OFF of scalar N, in document path WHERE.
+ * In response and error handling the old engine put syncfleet's reply
+ * before the record's fields, so {{response.limit}}, {{status}} and
+ * {{error.message}} read the reply there; now they read columns. Whether
+ * a table has a column named status cannot be known (event mode has no
+ * schema), so such a reference is an error naming the new spelling: the
+ * rule is never wrong, and a column of that name is still reachable as
+ * {{@after.status}}. Plain names elsewhere are columns and pass. */
+static void cfg_check_ref(sf_cfgctx_t *c, yaml_node_t *n, const char *where,
+                          const char *ref, size_t off)
+{
+        static const char *const reply_names[] = {"response", "status",
+                                                  "headers", NULL};
+        static const char *const error_names[] = {"error", NULL};
+        const sf_action_cfg_t *a = c->tpl_action;
+        int step = c->tpl_step, line, col, old = 0;
+        const char *const *names;
+        const char *name = ref + (ref[0] == SF_TEMPLATE_AT);
+        size_t len = strcspn(name, ".");
+
+        if (!a)
+                return;
+        sf_cfg_scalar_pos(n, off, &line, &col);
+        if (ref[0] == SF_TEMPLATE_AT) {
+                if (step == SF_CFG_STEP_ERROR && cfg_is(name, len, "status"))
+                        sf_cfg_err(c, line, col,
+                                   "{{%s}} in %s: @status is the HTTP status "
+                                   "of a 2xx reply; in error handling write "
+                                   "{{@error.status}}",
+                                   ref, where);
+                else if (step != SF_CFG_STEP_RESPONSE &&
+                         (cfg_is(name, len, "response") ||
+                          cfg_is(name, len, "status") ||
+                          cfg_is(name, len, "headers")))
+                        sf_cfg_err(c, line, col,
+                                   "{{%s}} in %s: @%.*s is set only in a web "
+                                   "service action's response handling",
+                                   ref, where, (int)len, name);
+                else if (step != SF_CFG_STEP_ERROR &&
+                         cfg_is(name, len, "error"))
+                        sf_cfg_err(c, line, col,
+                                   "{{%s}} in %s: @error is set only in a web "
+                                   "service action's error handling",
+                                   ref, where);
+                return;
+        }
+        if (step == SF_CFG_STEP_MAIN || cfg_known_column(a, name, len))
+                return;
+        names = step == SF_CFG_STEP_RESPONSE ? reply_names : error_names;
+        for (size_t i = 0; names[i] && !old; i++)
+                old = cfg_is(name, len, names[i]);
+        if (old)
+                sf_cfg_err(c, line, col,
+                           "{{%s}} in %s reads a column named %.*s, not "
+                           "syncfleet's %s; write {{@%s}}",
+                           ref, where, (int)len, name,
+                           step == SF_CFG_STEP_RESPONSE ? "reply" : "failure",
+                           ref);
+        else if (cfg_is(name, len, "record") && name[len] == '.')
+                sf_cfg_err(c, line, col,
+                           "{{%s}} in %s reads a column named record; the "
+                           "record's fields are read by their own names: "
+                           "write {{%s}}",
+                           ref, where, name + len + 1);
+        else if (cfg_is(name, len, "record"))
+                sf_cfg_err(c, line, col,
+                           "{{%s}} in %s reads a column named record; the "
+                           "whole record is {{@after}} (or {{@before}} for a "
+                           "delete): write {{@after}}",
+                           ref, where);
+}
+
+typedef struct cfg_refctx {
+        sf_cfgctx_t *c;
+        yaml_node_t *n;
+        const char *where;
+} cfg_refctx_t;
+
+static void cfg_check_tpl_ref(const char *ref, size_t off, void *opaque)
+{
+        cfg_refctx_t *r = opaque;
+
+        cfg_check_ref(r->c, r->n, r->where, ref, off);
+}
+
 sf_template_t *sf_cfg_template(sf_cfgctx_t *c, yaml_node_t *n, const char *path)
 {
         char ebuf[256], buf[64];
@@ -31,6 +145,10 @@ sf_template_t *sf_cfg_template(sf_cfgctx_t *c, yaml_node_t *n, const char *path)
                 sf_cfg_scalar_pos(n, off, &line, &col);
                 sf_cfg_err(c, line, col, "invalid template in %s: %s", path,
                            ebuf);
+        } else {
+                cfg_refctx_t r = {c, n, path};
+
+                sf_template_refs_at(t, cfg_check_tpl_ref, &r);
         }
         return t;
 }
@@ -60,7 +178,13 @@ static cJSON *cfg_literal(const char *s)
 
 static int cfg_field_path_ok(const char *s)
 {
-        const char *seg = s;
+        const char *seg;
+
+        if (s[0] == SF_TEMPLATE_AT &&
+            !sf_template_at_known(s + 1, strcspn(s + 1, ".")))
+                return 0;
+        s += s[0] == SF_TEMPLATE_AT;
+        seg = s;
 
         for (const char *p = s;; p++) {
                 if (*p == '.' || !*p) {
@@ -102,12 +226,16 @@ static sf_mapping_t *cfg_each(sf_cfgctx_t *c, yaml_node_t *n, const char *path,
         sf_mapping_t *m = sf_mapping_new(SF_MAP_EACH, line, col);
         char buf[64];
 
-        if (!sf_cfg_str(c, en, epath, &m->each_path) &&
-            !cfg_field_path_ok(m->each_path))
-                sf_cfg_errn(c, en,
-                            "expected a field path (like lines or "
-                            "order.lines) for %s, got %s",
-                            epath, sf_cfg_describe(c, en, buf, sizeof(buf)));
+        if (!sf_cfg_str(c, en, epath, &m->each_path)) {
+                if (!cfg_field_path_ok(m->each_path))
+                        sf_cfg_errn(c, en,
+                                    "expected a field path (like lines or "
+                                    "order.lines) for %s, got %s",
+                                    epath,
+                                    sf_cfg_describe(c, en, buf, sizeof(buf)));
+                else
+                        cfg_check_ref(c, en, epath, m->each_path, 0);
+        }
         m->each_map = sf_cfg_mapping(c, sf_cfg_get(c, n, "map"), mpath);
         free(epath);
         free(mpath);

@@ -250,6 +250,14 @@ void sf_config_print_summary(const sf_config_t *cfg, void *file)
                 fprintf(f, "source: none\n");
                 break;
         }
+        if (cfg->source.type != SF_SOURCE_NONE)
+                fprintf(f, "%s\n",
+                        cfg->source.ack == SF_ACK_SETTLED
+                            ? "acknowledgement: settled (a change leaves the "
+                              "source once its targets accepted it or it is "
+                              "dead-lettered)"
+                            : "acknowledgement: delivered (a change leaves "
+                              "the source once Kafka has it)");
         fprintf(f, "router: coalesce %d ms, delay %d ms\n",
                 cfg->router.coalesce_ms, cfg->router.delay_ms);
         print_tables(f, cfg);

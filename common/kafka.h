@@ -89,6 +89,12 @@ int sf_producer_poll(sf_producer_t *p, int timeout_ms);
  * (callbacks run). Returns how many records are still outstanding. */
 int sf_producer_flush(sf_producer_t *p, int timeout_ms);
 
+/* Inside a delivery callback: where the record went (its topic, returned,
+ * and its partition and offset; offset -1 when it failed). NULL outside a
+ * callback. */
+const char *sf_producer_delivered_at(const sf_producer_t *p,
+                                     int32_t *partition, int64_t *offset);
+
 /* Why the last sf_producer_send failed (NO_ERROR when it did not):
  * MSG_SIZE_TOO_LARGE, for one, says the record can never be sent. */
 rd_kafka_resp_err_t sf_producer_last_error(const sf_producer_t *p);
@@ -152,6 +158,19 @@ void sf_backlog_guard_delivered(sf_backlog_guard_t *g);
 int64_t sf_backlog_guard_room(sf_backlog_guard_t *g);
 /* sf_backlog_guard_room() == 0: send nothing new. */
 int sf_backlog_guard_full(sf_backlog_guard_t *g);
+/* The guard only watches: it never holds back (a real cluster retains what
+ * its topics say), its committed offsets serve settled acknowledgement. */
+void sf_backlog_guard_watch_only(sf_backlog_guard_t *g);
+/* ON: someone waits for the group's commits, so look every 100 ms even
+ * while the owner sends nothing (an idle guard looks every second). */
+void sf_backlog_guard_hurry(sf_backlog_guard_t *g, int on);
+/* The group's committed offset on PARTITION at the last check (the next
+ * record it will read), -1 when it has none or no check answered yet.
+ * Thread-safe, like every guard function. */
+int64_t sf_backlog_guard_committed(sf_backlog_guard_t *g, int32_t partition);
+/* How many checks got an answer so far: a change says the offsets are
+ * fresh. */
+uint64_t sf_backlog_guard_checks(sf_backlog_guard_t *g);
 void sf_backlog_guard_destroy(sf_backlog_guard_t *g); /* NULL is a no-op */
 
 /* --- Offset tracking ---------------------------------------------------- */

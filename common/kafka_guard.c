@@ -34,6 +34,8 @@
 /* Well below the ~5 MiB the embedded broker keeps: the records sent while
  * the next check is pending, and batch overhead, fit in the rest. */
 #define SF_GUARD_BUDGET_BYTES (2u * 1024 * 1024)
+/* Partitions whose committed offsets are kept for sf_backlog_guard_committed */
+#define SF_GUARD_MAX_PARTITIONS 1024
 
 struct sf_backlog_guard {
         rd_kafka_t *rk; /* a consumer handle of the group; never subscribes */
@@ -49,6 +51,10 @@ struct sf_backlog_guard {
         atomic_ullong sent_records;
         atomic_ullong delivered; /* delivery reports of sent records */
         atomic_ullong delivered_at_check;
+        atomic_int holds;   /* 0: watch only, never hold back */
+        atomic_int hurry;   /* someone waits for commits: check often */
+        atomic_ullong checks; /* checks that got an answer */
+        atomic_llong committed[SF_GUARD_MAX_PARTITIONS]; /* -1: none */
         /* the last check that found the backlog too large, for the log */
         int64_t logged_ms;
 };
@@ -156,6 +162,10 @@ static int sf_guard_check(sf_backlog_guard_t *g)
         if (n < 0)
                 return -1;
         for (int i = 0; i < n; i++) {
+                if (lags[i].partition >= 0 &&
+                    lags[i].partition < SF_GUARD_MAX_PARTITIONS)
+                        atomic_store(&g->committed[lags[i].partition],
+                                     lags[i].committed);
                 any_commit |= lags[i].committed >= 0;
                 if (lags[i].lag > worst) {
                         worst = lags[i].lag;
@@ -166,6 +176,7 @@ static int sf_guard_check(sf_backlog_guard_t *g)
         atomic_store(&g->worst, worst);
         atomic_store(&g->delivered_at_check, delivered);
         atomic_store(&g->active, any_commit || g->expect_group);
+        atomic_fetch_add(&g->checks, 1);
         if (sf_backlog_guard_full(g) && sf_mono_ms() - g->logged_ms >= 10000) {
                 uint64_t est = sf_guard_estimate(g);
 
@@ -191,7 +202,8 @@ static void *sf_guard_run(void *arg)
 
         while (!atomic_load(&g->stop)) {
                 uint64_t sent = atomic_load(&g->sent_records);
-                int idle = sent == seen && !sf_backlog_guard_full(g);
+                int idle = sent == seen && !sf_backlog_guard_full(g) &&
+                           !atomic_load(&g->hurry);
                 int ticks = (idle ? 1000 : SF_GUARD_INTERVAL_MS) / 10;
 
                 seen = sent;
@@ -199,8 +211,9 @@ static void *sf_guard_run(void *arg)
                 (void)sf_guard_check(g);
                 for (int i = 0; i < ticks && !atomic_load(&g->stop); i++) {
                         nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
-                        /* sending again: look sooner */
-                        if (idle && atomic_load(&g->sent_records) != seen)
+                        /* sending again, or waited for: look sooner */
+                        if (idle && (atomic_load(&g->sent_records) != seen ||
+                                     atomic_load(&g->hurry)))
                                 break;
                 }
         }
@@ -223,6 +236,9 @@ sf_backlog_guard_t *sf_backlog_guard_new(const sf_kafka_cfg_t *k,
         /* an expected group is waited for before the first check */
         atomic_store(&g->active, expect_group);
         g->logged_ms = sf_mono_ms() - 10000;
+        atomic_store(&g->holds, 1);
+        for (int i = 0; i < SF_GUARD_MAX_PARTITIONS; i++)
+                atomic_store(&g->committed[i], -1);
         conf = sf_kafka_conf_new(k, bootstraps, "syncfleet-guard", errstr,
                                  errstr_size);
         if (!conf)
@@ -267,7 +283,7 @@ int64_t sf_backlog_guard_room(sf_backlog_guard_t *g)
 {
         uint64_t records, allowed;
 
-        if (!g || !atomic_load(&g->active))
+        if (!g || !atomic_load(&g->active) || !atomic_load(&g->holds))
                 return INT64_MAX;
         records = sf_guard_estimate(g);
         allowed = SF_GUARD_BUDGET_BYTES / sf_guard_avg(g);
@@ -277,6 +293,30 @@ int64_t sf_backlog_guard_room(sf_backlog_guard_t *g)
 int sf_backlog_guard_full(sf_backlog_guard_t *g)
 {
         return sf_backlog_guard_room(g) == 0;
+}
+
+void sf_backlog_guard_watch_only(sf_backlog_guard_t *g)
+{
+        if (g)
+                atomic_store(&g->holds, 0);
+}
+
+void sf_backlog_guard_hurry(sf_backlog_guard_t *g, int on)
+{
+        if (g)
+                atomic_store(&g->hurry, on);
+}
+
+int64_t sf_backlog_guard_committed(sf_backlog_guard_t *g, int32_t partition)
+{
+        if (!g || partition < 0 || partition >= SF_GUARD_MAX_PARTITIONS)
+                return -1;
+        return atomic_load(&g->committed[partition]);
+}
+
+uint64_t sf_backlog_guard_checks(sf_backlog_guard_t *g)
+{
+        return g ? atomic_load(&g->checks) : 0;
 }
 
 void sf_backlog_guard_destroy(sf_backlog_guard_t *g)

@@ -17,6 +17,10 @@ struct sf_producer {
         void *cb_arg;
         int outstanding;              /* sent, delivery report not served yet */
         rd_kafka_resp_err_t last_err; /* of the last sf_producer_send */
+        /* the record whose delivery callback runs */
+        const char *dr_topic;
+        int32_t dr_partition;
+        int64_t dr_offset;
 };
 
 /* Runs on the thread that polls the producer, once per record. */
@@ -31,8 +35,22 @@ static void sf_producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
                 sf_warn("kafka", "delivery to %s [%d] failed: %s",
                         rd_kafka_topic_name(m->rkt), (int)m->partition,
                         rd_kafka_err2str(m->err));
+        p->dr_topic = rd_kafka_topic_name(m->rkt);
+        p->dr_partition = m->partition;
+        p->dr_offset = m->err ? -1 : m->offset;
         if (p->cb)
                 p->cb(p->cb_arg, m->_private, m->err);
+        p->dr_topic = NULL;
+        p->dr_partition = -1;
+        p->dr_offset = -1;
+}
+
+const char *sf_producer_delivered_at(const sf_producer_t *p,
+                                     int32_t *partition, int64_t *offset)
+{
+        *partition = p->dr_partition;
+        *offset = p->dr_offset;
+        return p->dr_topic;
 }
 
 /* The value kafka.config gives KEY, or NULL. */

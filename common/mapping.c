@@ -150,6 +150,7 @@ static cJSON *sf_map_render_each(const sf_mapping_t *m, const sf_scope_t *scope,
                 } else {
                         inner.obj = el;
                         inner.next = scope;
+                        inner.at = 0;
                         v = sf_map_render(m->each_map, &inner, path, depth + 1,
                                           errstr, errstr_size);
                 }

@@ -61,6 +61,26 @@ static int sf_tparse_fail(sf_tparser_t *ps, size_t offset, const char *fmt, ...)
         return -1;
 }
 
+/* syncfleet's names, as the workers fill them (workers/render.c). */
+static const char *const sf_at_names[] = {
+    "op",       "event",    "table",  "key",     "before", "after",
+    "event_id", "response", "status", "headers", "error"};
+
+int sf_template_at_known(const char *name, size_t len)
+{
+        for (size_t i = 0; i < sizeof(sf_at_names) / sizeof(*sf_at_names); i++)
+                if (strlen(sf_at_names[i]) == len &&
+                    !strncmp(sf_at_names[i], name, len))
+                        return 1;
+        return 0;
+}
+
+const char *sf_template_at_list(void)
+{
+        return "@op, @event, @table, @key, @before, @after, @event_id, "
+               "@response, @status, @headers, @error";
+}
+
 static int sf_tpath_char(int c)
 {
         return isalnum(c) || c == '_' || c == '-';
@@ -149,7 +169,10 @@ int sf_template_split_path(const char *path, char ***parts, size_t *part_cnt)
         *part_cnt = 0;
         if (!len)
                 return -1;
-        for (i = 0; i < len; i++)
+        i = path[0] == SF_TEMPLATE_AT;
+        if (i && !sf_template_at_known(path + 1, strcspn(path + 1, ".")))
+                return -1;
+        for (; i < len; i++)
                 if (path[i] != '.' && !sf_tpath_char((unsigned char)path[i]))
                         return -1;
         return sf_tsplit(path, len, parts, part_cnt) < 0 ? 0 : -1;
@@ -310,10 +333,16 @@ static int sf_tparse_ref(sf_tparser_t *ps, size_t open, size_t *end,
                 return sf_tunterminated(ps, open);
         p = sf_tskip_ws(ps, open + 2);
         start = p;
+        if (p < ps->len && ps->src[p] == SF_TEMPLATE_AT)
+                p++; /* syncfleet's name: checked once the path is split */
         while (p < ps->len &&
                (ps->src[p] == '.' || sf_tpath_char((unsigned char)ps->src[p])))
                 p++;
         stop = p;
+        if (p < ps->len && ps->src[p] == SF_TEMPLATE_AT)
+                return sf_tparse_fail(ps, p,
+                                      "'@' may only begin a path, as in "
+                                      "{{@key.id}}");
         if (p < ps->len && !isspace((unsigned char)ps->src[p]) &&
             ps->src[p] != '|' && ps->src[p] != '}')
                 return sf_tparse_fail(
@@ -331,6 +360,12 @@ static int sf_tparse_ref(sf_tparser_t *ps, size_t open, size_t *end,
                 return sf_tparse_fail(ps, start + (size_t)empty,
                                       "empty segment in path '%.*s'",
                                       (int)(stop - start), ps->src + start);
+        if (ps->src[start] == SF_TEMPLATE_AT &&
+            !sf_template_at_known(seg->parts[0] + 1, strlen(seg->parts[0] + 1)))
+                return sf_tparse_fail(ps, start,
+                                      "unknown name '%s' (syncfleet's names: "
+                                      "%s)",
+                                      seg->parts[0], sf_template_at_list());
         seg->path = sf_strndup(ps->src + start, stop - start);
         for (;;) {
                 p = sf_tskip_ws(ps, p);
@@ -434,14 +469,18 @@ const cJSON *sf_template_lookup(const sf_scope_t *scope, char *const *parts,
 {
         const cJSON *cur = NULL;
         const sf_scope_t *sc;
+        const char *head;
+        int at;
         size_t i;
 
         if (!part_cnt)
                 return NULL;
+        head = parts[0];
+        at = head[0] == SF_TEMPLATE_AT;
+        head += at;
         for (sc = scope; sc && !cur; sc = sc->next)
-                if (cJSON_IsObject(sc->obj))
-                        cur =
-                            cJSON_GetObjectItemCaseSensitive(sc->obj, parts[0]);
+                if (!sc->at == !at && cJSON_IsObject(sc->obj))
+                        cur = cJSON_GetObjectItemCaseSensitive(sc->obj, head);
         for (i = 1; cur && i < part_cnt; i++) {
                 const char *s = parts[i];
 
@@ -511,8 +550,17 @@ static int sf_trender_ref(const sf_template_t *t, const sf_tseg_t *s,
 missing:
         cJSON_Delete(mine);
         sf_twhere(t, s, &w, &wn);
-        sf_seterr(errstr, errstr_size, "missing field '%s' in \"%.*s\"",
-                  s->path, wn, w);
+        /* A record without the field, named like one of syncfleet's: most
+         * likely a template written before those moved under '@'. */
+        if (s->path[0] != SF_TEMPLATE_AT &&
+            sf_template_at_known(s->parts[0], strlen(s->parts[0])))
+                sf_seterr(errstr, errstr_size,
+                          "missing field '%s' in \"%.*s\" (syncfleet's own "
+                          "names start with @: {{@%s}})",
+                          s->path, wn, w, s->path);
+        else
+                sf_seterr(errstr, errstr_size, "missing field '%s' in \"%.*s\"",
+                          s->path, wn, w);
         return -1;
 }
 
@@ -601,4 +649,13 @@ void sf_template_refs(const sf_template_t *t, sf_ref_cb *cb, void *opaque)
         for (i = 0; i < t->seg_cnt; i++)
                 if (t->segs[i].is_ref)
                         cb(t->segs[i].path, opaque);
+}
+
+void sf_template_refs_at(const sf_template_t *t, sf_ref_at_cb *cb, void *opaque)
+{
+        size_t i;
+
+        for (i = 0; i < t->seg_cnt; i++)
+                if (t->segs[i].is_ref)
+                        cb(t->segs[i].path, t->segs[i].off, opaque);
 }

@@ -5,8 +5,15 @@
  * Syntax (PIPELINE.md, "Templates"):
  *   - text outside {{ }} is literal; "\{{" is not needed: a lone "{" is text.
  *   - {{ path }} where path is dot-separated segments of [A-Za-z0-9_-]
- *     (a segment of digits indexes an array): name, key.id, response.limit,
- *     lines.0.item, headers.Content-Type.
+ *     (a segment of digits indexes an array): name, address.city,
+ *     lines.0.item. A path reads the record's own fields by their names,
+ *     whatever they are called: {{status}} is a column named status.
+ *   - {{ @name.path }} reads what syncfleet adds, never a field of the
+ *     record: @op, @event, @table, @key, @before, @after, @event_id, and
+ *     in a web service action's response and error handling @response,
+ *     @status, @headers, @error (@key.id, @response.limit,
+ *     @headers.content-type). Only the first segment may start with '@';
+ *     an unknown @name does not compile.
  *   - filters chain with |: lower upper trim number string bool json
  *     default('x') default(0) date('%Y-%m-%d'). Arguments are single- or
  *     double-quoted strings or numbers.
@@ -34,11 +41,23 @@ typedef struct sf_template sf_template_t;
 
 /* A chain of JSON objects searched innermost first. The first segment of a
  * path is looked up in each scope in turn; the first scope that has it
- * resolves the whole path (the rest is not searched further). */
+ * resolves the whole path (the rest is not searched further). A scope with
+ * AT set holds syncfleet's names (keys without the '@'): only @ paths read
+ * it, and @ paths read nothing else, so no field of a record can hide one
+ * of syncfleet's names or be hidden by one. */
 typedef struct sf_scope {
         const cJSON *obj;
         const struct sf_scope *next;
+        int at;
 } sf_scope_t;
+
+/* The prefix of syncfleet's names in a template. */
+#define SF_TEMPLATE_AT '@'
+
+/* 1 when NAME (LEN bytes, without the '@') is one of syncfleet's names. */
+int sf_template_at_known(const char *name, size_t len);
+/* "@op, @event, ...": every one of syncfleet's names, for messages. */
+const char *sf_template_at_list(void);
 
 /* Compiles SRC. On error returns NULL, writes the reason into errstr and
  * the 0-based byte offset in SRC where the problem is into *err_offset
@@ -69,9 +88,15 @@ char *sf_template_render_str(const sf_template_t *t, const sf_scope_t *scope,
                              int flags, char *errstr, size_t errstr_size);
 
 /* Calls CB for every path the template references (as written, e.g.
- * "key.id"). */
+ * "@key.id"). */
 typedef void(sf_ref_cb)(const char *path, void *opaque);
 void sf_template_refs(const sf_template_t *t, sf_ref_cb *cb, void *opaque);
+
+/* The same, with the byte offset in the source of each reference's "{{",
+ * so that a caller can name the place of one reference. */
+typedef void(sf_ref_at_cb)(const char *path, size_t offset, void *opaque);
+void sf_template_refs_at(const sf_template_t *t, sf_ref_at_cb *cb,
+                         void *opaque);
 
 /* A mapping node. The config loader builds the tree from YAML; this module
  * renders it. */

@@ -73,14 +73,16 @@ int sf_template_append_urlencoded(sf_buf_t *b, const char *s, size_t n);
 void sf_template_describe(const cJSON *v, char *buf, size_t size);
 
 /* Resolves PARTS against SCOPE: the first part picks the innermost scope
- * that has it, the rest walk objects (by name) and arrays (by a decimal
- * index). NULL when missing. */
+ * that has it (an @name only among the scopes of syncfleet's names, any
+ * other only among the others), the rest walk objects (by name) and arrays
+ * (by a decimal index). NULL when missing. */
 const cJSON *sf_template_lookup(const sf_scope_t *scope, char *const *parts,
                                 size_t part_cnt);
 
 /* Splits a dotted PATH into a new array of parts (free with
  * sf_template_parts_free). -1 when a part is empty or holds a byte outside
- * [A-Za-z0-9_-]. */
+ * [A-Za-z0-9_-], but for the '@' of a first part that is one of
+ * syncfleet's names. */
 int sf_template_split_path(const char *path, char ***parts, size_t *part_cnt);
 void sf_template_parts_free(char **parts, size_t part_cnt);
 

@@ -225,6 +225,45 @@ static void pg_settle(pg_capture_t *c)
         pg_status(c, 0);
 }
 
+/* A finished snapshot is recorded as a replication origin, which takes
+ * EXECUTE on three functions that only superusers have by default.
+ * Without them the snapshot could never be recorded as done and every
+ * start would drop the slot and take it again: refuse, naming the grant. */
+static int pg_check_snapshot_grants(PGconn *sql, char *errstr,
+                                    size_t errstr_size)
+{
+        PGresult *res = sf_pg_query(
+            sql,
+            "SELECT has_function_privilege("
+            "'pg_replication_origin_create(text)', 'EXECUTE') AND "
+            "has_function_privilege("
+            "'pg_replication_origin_advance(text, pg_lsn)', 'EXECUTE') AND "
+            "has_function_privilege("
+            "'pg_replication_origin_drop(text)', 'EXECUTE'), current_user",
+            0, NULL, errstr, errstr_size);
+        int rc = -1;
+
+        if (!res)
+                return -1;
+        if (PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t"))
+                rc = 0;
+        else
+                sf_seterr(errstr, errstr_size,
+                          "source.snapshot is initial, and recording that the "
+                          "snapshot is done needs EXECUTE on "
+                          "pg_replication_origin_create(text), "
+                          "pg_replication_origin_advance(text, pg_lsn) and "
+                          "pg_replication_origin_drop(text), which user "
+                          "\"%s\" lacks: as a superuser, GRANT EXECUTE ON "
+                          "FUNCTION pg_replication_origin_create(text), "
+                          "pg_replication_origin_advance(text, pg_lsn), "
+                          "pg_replication_origin_drop(text) TO \"%s\"; or "
+                          "set source.snapshot: never",
+                          PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 1));
+        PQclear(res);
+        return rc;
+}
+
 /* Sets up the slot: with snapshot: initial, a slot whose snapshot never
  * completed is dropped and made again, and a new slot's snapshot is
  * imported for the following polls. */
@@ -244,6 +283,10 @@ static int pg_prepare_slot(pg_capture_t *c, PGconn *sql, char *errstr,
                 marked = sf_pg_origin_exists(sql, mark, errstr, errstr_size);
                 rc = marked < 0 ? -1 : 0;
         }
+        /* a snapshot to take must be recordable, or every start would
+         * take it again */
+        if (!rc && initial && !(info.exists && marked))
+                rc = pg_check_snapshot_grants(sql, errstr, errstr_size);
         if (!rc && initial && info.exists && !marked) {
                 if (info.active) {
                         sf_seterr(errstr, errstr_size,

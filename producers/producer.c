@@ -12,6 +12,14 @@
  * delivered after the failed one are sent again (at least once), and
  * changes to one record keep their order, since everything after the
  * failure is resent in source order.
+ *
+ * Settled acknowledgement (source.ack: settled, the default on the
+ * embedded broker, which keeps nothing across a restart): a delivered
+ * change is acknowledged only once it is settled, that is once the
+ * router's group committed past the sync-log offset it went to (settle.h;
+ * the router commits only what its workers settled). The backlog guard's
+ * thread reads those commits. Until then the change stays in the source,
+ * so a restart replays it.
  */
 #include "producer.h"
 
@@ -20,8 +28,10 @@
 #include <string.h>
 
 #include "capture.h"
+#include "dlq.h"
 #include "envelope.h"
 #include "log.h"
+#include "settle.h"
 #include "sf.h"
 
 #define PR_COMPONENT       "producer"
@@ -44,6 +54,10 @@ typedef struct pr_loop {
         int failed;            /* a send or delivery failed: rewind */
         sf_buf_t key, value;   /* the record being sent, reused */
         sf_backlog_guard_t *guard; /* embedded broker: the router's backlog */
+        sf_settle_t *settle;       /* settled acknowledgement, or NULL */
+        int64_t settled;           /* highest position settled */
+        sf_dlq_t *dlq;             /* opened with dlq_kp */
+        sf_producer_t *dlq_kp;
         uint64_t delivered;
         uint64_t failures;
         uint64_t oversize; /* changes sent to the DLQ as too large */
@@ -67,7 +81,23 @@ static void pr_on_delivery(void *cb_arg, void *opaque, rd_kafka_resp_err_t err)
                 return;
         }
         sf_tracker_done(l->tracker, pos);
+        if (l->settle) {
+                int32_t partition;
+                int64_t offset;
+                const char *topic =
+                    sf_producer_delivered_at(l->kp, &partition, &offset);
+
+                /* the DLQ keeps what it got: nothing downstream to wait for */
+                if (!topic || strcmp(topic, l->cfg->topic_sync_log))
+                        partition = -1;
+                sf_settle_delivered(l->settle, pos, partition, offset);
+        }
         l->delivered++;
+}
+
+static int64_t pr_router_committed(void *arg, int32_t partition)
+{
+        return sf_backlog_guard_committed(arg, partition);
 }
 
 /* Acknowledges the source up to just below the lowest position not yet
@@ -76,30 +106,44 @@ static void pr_on_delivery(void *cb_arg, void *opaque, rd_kafka_resp_err_t err)
 static void pr_ack_delivered(pr_loop_t *l)
 {
         char err[512];
-        int64_t next = sf_tracker_committable(l->tracker);
+        int64_t next = sf_tracker_committable(l->tracker), upto = next - 1;
 
-        if (next < 0 || next - 1 <= l->acked)
+        if (l->settle) {
+                int64_t s = sf_settle_take(l->settle, pr_router_committed,
+                                           l->guard);
+
+                if (s > l->settled)
+                        l->settled = s;
+                /* the guard looks often while changes wait */
+                sf_backlog_guard_hurry(l->guard,
+                                       sf_settle_pending(l->settle) > 0);
+                if (l->settled < upto)
+                        upto = l->settled;
+        }
+        if (next < 0 || upto <= l->acked)
                 return;
-        if (sf_capture_ack(l->cap, next - 1, err, sizeof(err))) {
-                sf_warn(PR_COMPONENT, "acknowledging delivered changes: %s",
-                        err);
+        if (sf_capture_ack(l->cap, upto, err, sizeof(err))) {
+                sf_warn(PR_COMPONENT, "acknowledging %s changes: %s",
+                        l->settle ? "settled" : "delivered", err);
                 return;
         }
-        l->acked = next - 1;
+        l->acked = upto;
 }
 
 /* A change larger than Kafka takes (message.max.bytes) can never be sent:
  * instead of stopping the capture on it for good, its envelope goes to the
  * DLQ without the before and after images, with the reason, and counts as
- * delivered once the DLQ has it. The row itself stays in the source
- * database for whoever follows the DLQ up. */
+ * delivered once the DLQ has it: at once when the DLQ is the durable store
+ * of the embedded broker, on its delivery report when it is the topic.
+ * The row itself stays in the source database for whoever follows the DLQ
+ * up. */
 static int pr_dead_letter_oversize(pr_loop_t *l, const sf_change_t *c,
                                    int64_t pos, int begun, size_t size)
 {
         char err[512], limit[32] = "?", what[64], *reason;
         size_t limit_len = sizeof(limit);
         sf_change_t slim = *c;
-        rd_kafka_headers_t *hdrs;
+        sf_dead_letter_t dl;
         int rc;
 
         rd_kafka_conf_get(rd_kafka_conf(sf_producer_handle(l->kp)),
@@ -122,22 +166,46 @@ static int pr_dead_letter_oversize(pr_loop_t *l, const sf_change_t *c,
             what, limit);
         sf_error(PR_COMPONENT, "change %s of %s: %s", c->event_id, c->table,
                  reason);
-        hdrs = sf_dlq_headers_new(NULL, l->cfg->topic_sync_log, -1, -1, reason,
-                                  "producer", 1);
-        rd_kafka_header_add(hdrs, SF_HDR_EVENT_ID, -1, c->event_id, -1);
-        free(reason);
-        if (!begun)
+        /* a producer replaced after a fatal error is the one to send with */
+        if (l->dlq && l->dlq_kp != l->kp) {
+                sf_dlq_close(l->dlq);
+                l->dlq = NULL;
+        }
+        if (!l->dlq) {
+                l->dlq = sf_dlq_open(l->cfg, l->kp, err, sizeof(err));
+                l->dlq_kp = l->kp;
+        }
+        if (!begun) {
                 sf_tracker_begin(l->tracker, pos);
-        rc = sf_producer_send(l->kp, l->cfg->topic_dlq, RD_KAFKA_PARTITION_UA,
-                              l->key.data, l->key.len, l->value.data,
-                              l->value.len, hdrs, (void *)(intptr_t)pos,
-                              PR_SEND_TIMEOUT_MS, err, sizeof(err));
-        if (rc)
+                if (l->settle)
+                        sf_settle_sent(l->settle, pos, sf_mono_ms());
+        }
+        memset(&dl, 0, sizeof(dl));
+        dl.origin_topic = l->cfg->topic_sync_log;
+        dl.partition = -1;
+        dl.offset = -1;
+        dl.key = l->key.data;
+        dl.key_len = l->key.len;
+        dl.value = l->value.data;
+        dl.value_len = l->value.len;
+        dl.error = reason;
+        dl.stage = "producer";
+        dl.attempts = 1;
+        dl.event_id = c->event_id;
+        rc = l->dlq ? sf_dlq_put(l->dlq, &dl, (void *)(intptr_t)pos, err,
+                                 sizeof(err))
+                    : -1;
+        free(reason);
+        if (rc < 0) {
                 sf_error(PR_COMPONENT, "sending change %s to the DLQ: %s",
                          c->event_id, err);
-        else
-                l->oversize++;
-        return rc;
+                return -1;
+        }
+        l->oversize++;
+        if (rc == SF_DLQ_STORED)
+                pr_on_delivery(l, (void *)(intptr_t)pos,
+                               RD_KAFKA_RESP_ERR_NO_ERROR);
+        return 0;
 }
 
 static int pr_send(pr_loop_t *l, const sf_change_t *c, int64_t pos)
@@ -154,6 +222,8 @@ static int pr_send(pr_loop_t *l, const sf_change_t *c, int64_t pos)
         hdrs = rd_kafka_headers_new(1);
         rd_kafka_header_add(hdrs, SF_HDR_EVENT_ID, -1, c->event_id, -1);
         sf_tracker_begin(l->tracker, pos);
+        if (l->settle)
+                sf_settle_sent(l->settle, pos, sf_mono_ms());
         rc = sf_producer_send(
             l->kp, l->cfg->topic_sync_log, RD_KAFKA_PARTITION_UA, l->key.data,
             l->key.len, l->value.data, l->value.len, hdrs,
@@ -240,6 +310,10 @@ static int pr_recover(pr_loop_t *l, int *backoff_ms, char *errstr,
         }
         sf_tracker_destroy(l->tracker);
         l->tracker = sf_tracker_new();
+        /* what was sent and not settled comes again, with its positions */
+        if (l->settle)
+                sf_settle_reset(l->settle);
+        l->settled = l->acked;
         l->failed = 0;
         return 0;
 }
@@ -280,6 +354,11 @@ static void pr_shutdown(pr_loop_t *l)
                         "ms: they stay in the source and are sent again on "
                         "the next start",
                         left, l->opts->flush_grace_ms);
+        if (l->settle && sf_settle_pending(l->settle) > 0)
+                sf_info(PR_COMPONENT,
+                        "%zu changes are not settled yet: they stay in the "
+                        "source and are sent again on the next start",
+                        sf_settle_pending(l->settle));
         sf_info(PR_COMPONENT,
                 "stopped: %llu changes delivered (%llu of them to the DLQ as "
                 "too large), %llu delivery failures",
@@ -389,28 +468,48 @@ int sf_producer_run(const sf_config_t *cfg, const sf_producer_opts_t *opts,
         l.kp = pr_kafka_new(&l, errstr, errstr_size);
         if (!l.kp)
                 goto out;
+        l.dlq = sf_dlq_open(cfg, l.kp, errstr, errstr_size);
+        if (!l.dlq)
+                goto out;
+        l.dlq_kp = l.kp;
         /* A cluster that refuses CreateTopics may still have the topic or
          * create it on first use: a warning, not a reason to stop. */
         if ((o.embedded || !pr_topic_exists(&l)) &&
             sf_kafka_create_topics(cfg, o.embedded, o.bootstraps, err,
                                    sizeof(err)))
                 sf_warn(PR_COMPONENT, "creating topics: %s", err);
-        if (cfg->kafka.embedded) {
+        if (cfg->kafka.embedded || cfg->source.ack == SF_ACK_SETTLED) {
                 char *group = sf_asprintf("%s.router", cfg->kafka.topic_prefix);
 
                 l.guard = sf_backlog_guard_new(
                     &cfg->kafka, o.bootstraps, cfg->topic_sync_log, group,
                     o.expect_router, err, sizeof(err));
                 free(group);
+                if (!l.guard && cfg->source.ack == SF_ACK_SETTLED) {
+                        sf_seterr(errstr, errstr_size,
+                                  "settled acknowledgement needs the "
+                                  "router's committed offsets: %s",
+                                  err);
+                        goto out;
+                }
                 if (!l.guard)
                         sf_warn(PR_COMPONENT, "%s", err);
+                /* a real cluster retains what its topics say */
+                if (!cfg->kafka.embedded)
+                        sf_backlog_guard_watch_only(l.guard);
         }
+        l.settled = -1;
+        if (cfg->source.ack == SF_ACK_SETTLED)
+                l.settle = sf_settle_new();
         l.tracker = sf_tracker_new();
         batch_max = cfg->source.batch_size > 0 ? cfg->source.batch_size : 1000;
         batch = sf_calloc((size_t)batch_max, sizeof(*batch));
-        sf_info(PR_COMPONENT, "publishing changes from %s to %s at %s",
+        sf_info(PR_COMPONENT,
+                "publishing changes from %s to %s at %s (acknowledged to "
+                "the source once %s)",
                 cfg->source.path ? cfg->source.path : "the source",
-                cfg->topic_sync_log, o.bootstraps);
+                cfg->topic_sync_log, o.bootstraps,
+                l.settle ? "settled" : "delivered");
         if (o.on_ready)
                 o.on_ready(o.ready_arg);
         rc = pr_loop(&l, batch, batch_max, errstr, errstr_size);
@@ -419,7 +518,9 @@ out:
         /* the Kafka client first: its last callbacks use the tracker */
         sf_backlog_guard_destroy(l.guard);
         sf_producer_destroy(l.kp, 0);
+        sf_dlq_close(l.dlq);
         sf_tracker_destroy(l.tracker);
+        sf_settle_destroy(l.settle);
         sf_capture_close(l.cap);
         sf_buf_free(&l.key);
         sf_buf_free(&l.value);

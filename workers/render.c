@@ -1,9 +1,13 @@
 /*
- * Rendering one step of an action. The template scope, innermost first:
- * the reply (response and error steps: response.*, status, headers.*,
- * error.*, and record.* for the exported record), then the special names
- * of PIPELINE.md (op, event, table, key, before, after, event_id), then the
- * exported record's own fields.
+ * Rendering one step of an action, and the one place that says what a
+ * template's context holds (PIPELINE.md, "Templates"). A path reads the
+ * exported record's own fields by their names, whatever they are called:
+ * the after image, the before image of a delete, or the record re-read in
+ * query mode with its child records. Everything syncfleet adds is read
+ * only as @name, from an object of its own: @op, @event, @table, @key,
+ * @before, @after, @event_id, and the reply of the response step
+ * (@response, @status, @headers) or the failure of the error step
+ * (@error). No column can hide one of these, nor be hidden by one.
  */
 #include "render.h"
 
@@ -41,9 +45,14 @@ static int sf_is_delete(const sf_outbound_t *ob)
         return ob->event && !strcmp(ob->event, "delete");
 }
 
-static cJSON *sf_specials(const sf_outbound_t *ob, const cJSON *record)
+/* syncfleet's names for OB, which exports RECORD, plus the members of
+ * REPLY. Values are references into OB, RECORD and REPLY, which must
+ * outlive the result. */
+static cJSON *sf_at_names(const sf_outbound_t *ob, const cJSON *record,
+                          const cJSON *reply)
 {
         cJSON *s = cJSON_CreateObject();
+        const cJSON *m;
         const char *op = !strcmp(ob->event, "insert")   ? "c"
                          : !strcmp(ob->event, "delete") ? "d"
                                                         : "u";
@@ -51,15 +60,50 @@ static cJSON *sf_specials(const sf_outbound_t *ob, const cJSON *record)
         cJSON_AddStringToObject(s, "op", op);
         cJSON_AddStringToObject(s, "event", ob->event);
         cJSON_AddStringToObject(s, "table", ob->root_table);
-        cJSON_AddItemToObject(s, "key", cJSON_Duplicate(ob->root_key, 1));
+        if (ob->root_key)
+                cJSON_AddItemReferenceToObject(s, "key", ob->root_key);
         if (ob->before)
-                cJSON_AddItemToObject(s, "before",
-                                      cJSON_Duplicate(ob->before, 1));
+                cJSON_AddItemReferenceToObject(s, "before", ob->before);
         if (!sf_is_delete(ob) && record)
-                cJSON_AddItemToObject(s, "after", cJSON_Duplicate(record, 1));
+                cJSON_AddItemReferenceToObject(s, "after", (cJSON *)record);
         cJSON_AddStringToObject(s, "event_id",
                                 ob->event_id ? ob->event_id : "");
+        cJSON_ArrayForEach(m, reply)
+        {
+                if (m->string)
+                        cJSON_AddItemReferenceToObject(s, m->string,
+                                                       (cJSON *)m);
+        }
         return s;
+}
+
+cJSON *sf_render_reply_response(const cJSON *response, int http_status,
+                                const char *headers_json)
+{
+        cJSON *r = cJSON_CreateObject();
+        cJSON *h = headers_json ? cJSON_Parse(headers_json) : NULL;
+
+        cJSON_AddItemToObject(r, "response",
+                              response ? cJSON_Duplicate(response, 1)
+                                       : cJSON_CreateNull());
+        cJSON_AddNumberToObject(r, "status", http_status);
+        if (!cJSON_IsObject(h)) {
+                cJSON_Delete(h);
+                h = cJSON_CreateObject();
+        }
+        cJSON_AddItemToObject(r, "headers", h);
+        return r;
+}
+
+cJSON *sf_render_reply_error(int http_status, const char *message, int attempts)
+{
+        cJSON *r = cJSON_CreateObject();
+        cJSON *err = cJSON_AddObjectToObject(r, "error");
+
+        cJSON_AddNumberToObject(err, "status", http_status);
+        cJSON_AddStringToObject(err, "message", message ? message : "");
+        cJSON_AddNumberToObject(err, "attempts", attempts);
+        return r;
 }
 
 /* A file name for json-format file targets: action, key values, event id,
@@ -96,9 +140,9 @@ int sf_render(const sf_action_cfg_t *a, sf_step_t step, const sf_outbound_t *ob,
 {
         const sf_mapping_t *mapping;
         const sf_target_cfg_t *t = sf_render_target(a, step, &mapping);
-        sf_scope_t s_record, s_special, s_reply, s_wrap;
+        sf_scope_t s_record, s_at;
         const sf_scope_t *scope;
-        cJSON *specials, *wrap = NULL;
+        cJSON *at;
         int is_delete = sf_is_delete(ob), rc = -1;
 
         memset(out, 0, sizeof(*out));
@@ -107,18 +151,10 @@ int sf_render(const sf_action_cfg_t *a, sf_step_t step, const sf_outbound_t *ob,
                 out->skip = 1;
                 return 0;
         }
-        specials = sf_specials(ob, record);
-        s_record = (sf_scope_t){.obj = record, .next = NULL};
-        s_special = (sf_scope_t){.obj = specials, .next = &s_record};
-        scope = &s_special;
-        if (step != SF_STEP_MAIN) {
-                /* record.* reads the exported record without copying it */
-                wrap = cJSON_CreateObject();
-                cJSON_AddItemReferenceToObject(wrap, "record", (cJSON *)record);
-                s_reply = (sf_scope_t){.obj = reply, .next = scope};
-                s_wrap = (sf_scope_t){.obj = wrap, .next = &s_reply};
-                scope = &s_wrap;
-        }
+        at = sf_at_names(ob, record, step == SF_STEP_MAIN ? NULL : reply);
+        s_record = (sf_scope_t){.obj = record, .next = NULL, .at = 0};
+        s_at = (sf_scope_t){.obj = at, .next = &s_record, .at = 1};
+        scope = &s_at;
         if (t->conn->type == SF_CONN_HTTP) {
                 const sf_template_t *ptpl = t->path;
                 int http_delete = a->kind == SF_KIND_MESSAGE && is_delete;
@@ -151,8 +187,7 @@ int sf_render(const sf_action_cfg_t *a, sf_step_t step, const sf_outbound_t *ob,
 out:
         if (rc)
                 sf_rendered_clear(out);
-        cJSON_Delete(specials);
-        cJSON_Delete(wrap);
+        cJSON_Delete(at);
         return rc;
 }
 

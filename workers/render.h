@@ -34,14 +34,29 @@ typedef struct sf_rendered {
 } sf_rendered_t;
 
 /* Renders STEP of A for OB, which exports RECORD (its fields, plus child
- * records in query mode). REPLY, for the response and error steps, holds
- * response/status/headers or error; record.* then reads RECORD. Returns 0,
- * or -1 with errstr naming the template and the missing field: the record
- * can never be sent (it goes to the DLQ). */
+ * records in query mode): a template's path reads RECORD's fields by their
+ * own names, and @name reads syncfleet's (render.c). REPLY, for the
+ * response and error steps, is what sf_render_reply_response or
+ * sf_render_reply_error built; its members are @names of that step.
+ * Returns 0, or -1 with errstr naming the template and the missing field:
+ * the record can never be sent (it goes to the DLQ). */
 int sf_render(const sf_action_cfg_t *a, sf_step_t step, const sf_outbound_t *ob,
               const cJSON *record, const cJSON *reply, sf_rendered_t *out,
               char *errstr, size_t errstr_size);
 
 void sf_rendered_clear(sf_rendered_t *r);
+
+/* The reply of the response step, after a 2xx: @response (the parsed
+ * body, borrowed and copied; null when it was not JSON), @status and
+ * @headers (HEADERS_JSON, an object of the reply's headers; {} when NULL).
+ * The caller owns the result. */
+cJSON *sf_render_reply_response(const cJSON *response, int http_status,
+                                const char *headers_json);
+
+/* The reply of the error step, once the request finally failed:
+ * @error.status (the last HTTP status, 0 without one), @error.message and
+ * @error.attempts. The caller owns the result. */
+cJSON *sf_render_reply_error(int http_status, const char *message,
+                             int attempts);
 
 #endif

@@ -7,6 +7,12 @@
  * report and sent again when delivery failed, so a broker outage delays the
  * router but loses nothing.
  *
+ * With settled acknowledgement (source.ack: settled, the default on the
+ * embedded broker), delivered is not enough: the record stays not done
+ * until the workers' group committed past every outbound record it
+ * produced (settle.h), which the guards' committed offsets tell. The
+ * router's own commits then say "settled" to the producer.
+ *
  * With router.coalesce_ms or router.delay_ms, outbound records wait in a
  * map keyed by topic + record key; a later change of the same record and
  * subscriber replaces the waiting one (last image wins) and the sync-log
@@ -17,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlq.h"
 #include "kafka.h"
 #include "log.h"
 #include "map.h"
@@ -25,10 +32,23 @@
 #define SF_ROUTER_MAX_SUBS     256
 #define SF_ROUTER_RESEND_MS    1000
 
+/* Settled acknowledgement: an outbound record of a job was delivered to
+ * PARTITION at OFFSET of outbound topic TOPIC (0 message, 1 webservice). */
+typedef struct sf_route_req {
+        int32_t topic;
+        int32_t partition;
+        int64_t offset;
+} sf_route_req_t;
+
 /* One sync-log record on its way. */
 typedef struct sf_route_job {
         sf_offset_ref_t ref;
         int remaining; /* outbound records not delivered yet */
+        /* settled acknowledgement: the highest offset per outbound
+         * partition its records went to, which the workers must commit
+         * past before the record is done */
+        sf_route_req_t *reqs;
+        size_t req_cnt;
 } sf_route_job_t;
 
 /* One record to produce; kept until delivered. JOBS are the sync-log
@@ -52,6 +72,7 @@ struct sf_router {
         const sf_config_t *cfg;
         sf_consumer_t *consumer;
         sf_producer_t *producer;
+        sf_dlq_t *dlq;
         size_t jobs; /* sync-log records not done */
         int paused;
         sf_map_t *waiting;      /* coalescing: topic\nkey -> out */
@@ -60,6 +81,12 @@ struct sf_router {
         int closing;            /* the consumer is gone */
         /* embedded broker: the worker groups' backlogs (NULL: none) */
         sf_backlog_guard_t *guard_message, *guard_webservice;
+        /* settled acknowledgement: delivered jobs waiting for the workers'
+         * commits, and the guards' check counts at the last look */
+        int settle;
+        sf_route_job_t **settling;
+        size_t settling_cnt, settling_cap;
+        uint64_t settle_seen;
         uint64_t routed, dead, redelivered;
 };
 
@@ -76,13 +103,94 @@ static void sf_route_out_free(sf_route_out_t *o)
         free(o);
 }
 
+static void sf_route_job_free(sf_route_job_t *job)
+{
+        if (!job)
+                return;
+        free(job->reqs);
+        free(job);
+}
+
+/* Records that JOB's outbound record went to PARTITION at OFFSET of
+ * outbound topic TOPIC, keeping only the highest offset per partition. */
+static void sf_route_job_require(sf_route_job_t *job, int32_t topic,
+                                 int32_t partition, int64_t offset)
+{
+        for (size_t i = 0; i < job->req_cnt; i++) {
+                sf_route_req_t *q = &job->reqs[i];
+
+                if (q->topic == topic && q->partition == partition) {
+                        if (offset > q->offset)
+                                q->offset = offset;
+                        return;
+                }
+        }
+        job->reqs =
+            sf_realloc(job->reqs, (job->req_cnt + 1) * sizeof(*job->reqs));
+        job->reqs[job->req_cnt++] =
+            (sf_route_req_t){.topic = topic, .partition = partition,
+                             .offset = offset};
+}
+
 static void sf_router_job_done(sf_router_t *r, sf_route_job_t *job)
 {
         if (--job->remaining > 0)
                 return;
+        if (r->settle && job->req_cnt) {
+                if (r->settling_cnt == r->settling_cap) {
+                        r->settling_cap =
+                            r->settling_cap ? r->settling_cap * 2 : 256;
+                        r->settling = sf_realloc(
+                            r->settling,
+                            r->settling_cap * sizeof(*r->settling));
+                }
+                r->settling[r->settling_cnt++] = job;
+                return;
+        }
         sf_consumer_done(r->consumer, &job->ref);
         r->jobs--;
-        free(job);
+        sf_route_job_free(job);
+}
+
+static int sf_route_job_settled(sf_router_t *r, const sf_route_job_t *job)
+{
+        for (size_t i = 0; i < job->req_cnt; i++) {
+                const sf_route_req_t *q = &job->reqs[i];
+                sf_backlog_guard_t *g =
+                    q->topic ? r->guard_webservice : r->guard_message;
+
+                if (sf_backlog_guard_committed(g, q->partition) <= q->offset)
+                        return 0;
+        }
+        return 1;
+}
+
+/* Settled acknowledgement: the delivered jobs whose outbound records the
+ * workers committed past are done. Looks again only after the guards
+ * read new committed offsets. */
+static void sf_router_settle(sf_router_t *r)
+{
+        uint64_t seen = sf_backlog_guard_checks(r->guard_message) +
+                        sf_backlog_guard_checks(r->guard_webservice);
+        size_t keep = 0;
+
+        sf_backlog_guard_hurry(r->guard_message, r->settling_cnt > 0);
+        sf_backlog_guard_hurry(r->guard_webservice, r->settling_cnt > 0);
+        if (!r->settling_cnt || seen == r->settle_seen)
+                return;
+        r->settle_seen = seen;
+        for (size_t i = 0; i < r->settling_cnt; i++) {
+                sf_route_job_t *job = r->settling[i];
+
+                if (!sf_route_job_settled(r, job)) {
+                        r->settling[keep++] = job;
+                        continue;
+                }
+                sf_consumer_done(r->consumer, &job->ref);
+                r->jobs--;
+                sf_route_job_free(job);
+        }
+        r->settling_cnt = keep;
 }
 
 /* The backlog guard of TOPIC, or NULL (the DLQ has none). */
@@ -136,6 +244,16 @@ static void sf_router_on_delivery(void *cb_arg, void *opaque,
                 r->resend = o;
                 return;
         }
+        if (r->settle && o->topic != r->cfg->topic_dlq) {
+                int32_t partition;
+                int64_t offset;
+                int32_t topic = o->topic == r->cfg->topic_outbound_webservice;
+
+                sf_producer_delivered_at(r->producer, &partition, &offset);
+                for (size_t i = 0; i < o->job_cnt; i++)
+                        sf_route_job_require(o->jobs[i], topic, partition,
+                                             offset);
+        }
         for (size_t i = 0; i < o->job_cnt; i++)
                 sf_router_job_done(r, o->jobs[i]);
         sf_route_out_free(o);
@@ -162,13 +280,22 @@ static sf_route_out_t *sf_route_out_new(const char *topic, char *key,
         return o;
 }
 
-/* Sends a record that cannot be routed to the DLQ, unchanged, with the
- * reason. */
+/* Dead-letters a record that cannot be routed, unchanged, with the reason.
+ * Stored durably (the embedded broker's store), the record is done at
+ * once; sent to the DLQ topic, it is done on its delivery report, and a
+ * failed send goes to the resend list like any other record. A store that
+ * fails (a full disk) is waited for: the record is not acknowledged before
+ * it is stored, and at a stop it stays unacknowledged, to be routed again
+ * on the next start. */
 static void sf_router_dead_letter(sf_router_t *r, const rd_kafka_message_t *m,
                                   sf_route_job_t *job, const char *reason)
 {
         sf_route_out_t *o = sf_calloc(1, sizeof(*o));
         rd_kafka_headers_t *orig = NULL;
+        sf_dead_letter_t dl;
+        int64_t next_log = 0;
+        char err[512];
+        int rc;
 
         sf_warn("router", "%s [%d] offset %lld to the DLQ: %s",
                 rd_kafka_topic_name(m->rkt), (int)m->partition,
@@ -179,15 +306,53 @@ static void sf_router_dead_letter(sf_router_t *r, const rd_kafka_message_t *m,
         o->key_len = m->key ? m->key_len : 0;
         o->value = m->payload ? sf_strndup(m->payload, m->len) : sf_strdup("");
         o->value_len = m->payload ? m->len : 0;
-        o->headers =
-            sf_dlq_headers_new(orig, rd_kafka_topic_name(m->rkt), m->partition,
-                               m->offset, reason, "router", 1);
         o->jobs = sf_malloc(sizeof(*o->jobs));
         o->jobs[0] = job;
         o->job_cnt = 1;
         job->remaining = 1;
         r->dead++;
-        sf_router_send(r, o);
+        memset(&dl, 0, sizeof(dl));
+        dl.origin_topic = rd_kafka_topic_name(m->rkt);
+        dl.partition = m->partition;
+        dl.offset = m->offset;
+        dl.key = o->key;
+        dl.key_len = o->key_len;
+        dl.value = o->value;
+        dl.value_len = o->value_len;
+        dl.headers = orig;
+        dl.error = reason;
+        dl.stage = "router";
+        dl.attempts = 1;
+        while ((rc = sf_dlq_put(r->dlq, &dl, o, err, sizeof(err))) < 0 &&
+               sf_dlq_is_store(r->dlq) && !sf_should_stop()) {
+                if (sf_mono_ms() >= next_log) {
+                        sf_error("router",
+                                 "%s; waiting for the DLQ store before "
+                                 "routing on",
+                                 err);
+                        next_log = sf_mono_ms() + 30000;
+                }
+                sf_producer_poll(r->producer, SF_ROUTER_RESEND_MS);
+        }
+        if (rc == SF_DLQ_STORED) {
+                sf_route_out_free(o);
+                sf_router_job_done(r, job);
+        } else if (rc < 0 && !sf_dlq_is_store(r->dlq)) {
+                /* sent again from the resend list, as o, to the DLQ topic */
+                sf_warn("router", "cannot enqueue a record for %s: %s",
+                        o->topic, err);
+                o->headers =
+                    sf_dlq_headers_new(orig, dl.origin_topic, m->partition,
+                                       m->offset, reason, "router", 1);
+                o->resend_at_ms = sf_mono_ms() + SF_ROUTER_RESEND_MS;
+                o->next = r->resend;
+                r->resend = o;
+        } else if (rc < 0) {
+                /* stopping: left unacknowledged, routed again next time */
+                sf_route_out_free(o);
+                r->jobs--;
+                free(job);
+        }
 }
 
 /* Coalescing: a waiting record for the same topic and key takes over the
@@ -350,7 +515,7 @@ static void sf_router_handle(sf_router_t *r, rd_kafka_message_t *m,
         if (n == 0) {
                 r->jobs--;
                 sf_consumer_done(r->consumer, ref);
-                free(job);
+                sf_route_job_free(job);
                 goto out;
         }
         job->remaining = n;
@@ -374,6 +539,15 @@ out:
         free(event_id);
 }
 
+/* Whether some action of KIND reads an outbound topic. */
+static int sf_router_feeds(const sf_config_t *cfg, sf_action_kind_t kind)
+{
+        for (size_t i = 0; i < cfg->action_cnt; i++)
+                if (cfg->actions[i].kind == kind)
+                        return 1;
+        return 0;
+}
+
 /* On the embedded broker, a guard for each outbound topic some action
  * feeds, on the backlog of the workers that read it. */
 static void sf_router_guards(sf_router_t *r, const char *bootstraps,
@@ -383,7 +557,7 @@ static void sf_router_guards(sf_router_t *r, const char *bootstraps,
         int kinds[2] = {0, 0};
         char err[512];
 
-        if (!cfg->kafka.embedded)
+        if (!cfg->kafka.embedded && !r->settle)
                 return;
         for (size_t i = 0; i < cfg->action_cnt; i++)
                 kinds[cfg->actions[i].kind == SF_KIND_MESSAGE ? 0 : 1] = 1;
@@ -403,6 +577,9 @@ static void sf_router_guards(sf_router_t *r, const char *bootstraps,
                 free(group);
                 if (!g)
                         sf_warn("router", "%s", err);
+                /* a real cluster retains what its topics say */
+                if (!cfg->kafka.embedded)
+                        sf_backlog_guard_watch_only(g);
                 if (k)
                         r->guard_webservice = g;
                 else
@@ -418,6 +595,7 @@ sf_router_t *sf_router_new(const sf_config_t *cfg, const char *bootstraps,
         char *group = sf_asprintf("%s.router", cfg->kafka.topic_prefix);
 
         r->cfg = cfg;
+        r->settle = cfg->source.ack == SF_ACK_SETTLED;
         r->waiting = sf_map_new();
         r->hold_ms = cfg->router.coalesce_ms > cfg->router.delay_ms
                          ? cfg->router.coalesce_ms
@@ -426,15 +604,27 @@ sf_router_t *sf_router_new(const sf_config_t *cfg, const char *bootstraps,
             sf_producer_new(&cfg->kafka, bootstraps, "syncfleet-router",
                             sf_router_on_delivery, r, errstr, errstr_size);
         if (r->producer)
+                r->dlq = sf_dlq_open(cfg, r->producer, errstr, errstr_size);
+        if (r->dlq)
                 r->consumer = sf_consumer_new(&cfg->kafka, bootstraps, group,
                                               "syncfleet-router", topics, 1,
                                               errstr, errstr_size);
         free(group);
-        if (!r->producer || !r->consumer) {
+        if (!r->producer || !r->dlq || !r->consumer) {
                 sf_router_destroy(r);
                 return NULL;
         }
         sf_router_guards(r, bootstraps, expect_workers);
+        if (r->settle && ((sf_router_feeds(cfg, SF_KIND_MESSAGE) &&
+                           !r->guard_message) ||
+                          (sf_router_feeds(cfg, SF_KIND_WEBSERVICE) &&
+                           !r->guard_webservice))) {
+                sf_seterr(errstr, errstr_size,
+                          "settled acknowledgement needs the workers' "
+                          "committed offsets, which cannot be read");
+                sf_router_destroy(r);
+                return NULL;
+        }
         return r;
 }
 
@@ -489,6 +679,7 @@ int sf_router_run(sf_router_t *r, int grace_ms, char *errstr,
                 sf_router_release(r, 0);
                 sf_router_resend_due(r, 0);
                 sf_producer_poll(r->producer, busy || !r->jobs ? 0 : 10);
+                sf_router_settle(r);
                 if (sf_mono_ms() - last_report >= 30000) {
                         sf_info("router",
                                 "routed %llu outbound records, %llu to the "
@@ -505,8 +696,16 @@ int sf_router_run(sf_router_t *r, int grace_ms, char *errstr,
         sf_router_release(r, 1);
         sf_router_resend_due(r, 1);
         deadline = sf_mono_ms() + grace_ms;
-        while (r->jobs && sf_mono_ms() < deadline)
+        while (r->jobs > r->settling_cnt && sf_mono_ms() < deadline)
                 sf_producer_poll(r->producer, 50);
+        /* The workers stop too: what they settled shows within a few
+         * checks; what they did not is routed again next time. */
+        if (deadline > sf_mono_ms() + 1000)
+                deadline = sf_mono_ms() + 1000;
+        while (r->settling_cnt && sf_mono_ms() < deadline) {
+                sf_producer_poll(r->producer, 20);
+                sf_router_settle(r);
+        }
         if (r->jobs)
                 sf_warn("router",
                         "%zu sync-log records not acknowledged at shutdown; "
@@ -541,6 +740,7 @@ void sf_router_destroy(sf_router_t *r)
         sf_consumer_destroy(r->consumer);
         r->closing = 1;
         sf_producer_destroy(r->producer, 1000);
+        sf_dlq_close(r->dlq);
         if (r->waiting)
                 sf_map_each(r->waiting, sf_free_waiting, NULL);
         sf_map_destroy(r->waiting);
@@ -550,5 +750,8 @@ void sf_router_destroy(sf_router_t *r)
                 r->resend = o->next;
                 sf_route_out_free(o);
         }
+        for (size_t i = 0; i < r->settling_cnt; i++)
+                sf_route_job_free(r->settling[i]);
+        free(r->settling);
         free(r);
 }

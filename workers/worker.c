@@ -130,26 +130,62 @@ void sf_worker_job_retry(sf_worker_t *w, sf_job_t *job, int64_t delay_ms)
 
 /* --- DLQ -------------------------------------------------------------- */
 
+static sf_delivery_cb sf_worker_on_delivery;
+
+/* Stored durably (the embedded broker's store), the job is done at once,
+ * as its delivery report would make it; sent to the DLQ topic, the report
+ * does it. When neither works the job waits in the heap and comes back.
+ * Finishing a job starts the next of its key, which may be dead-lettered at
+ * once as well: past a few such levels the stored job is finished from the
+ * heap instead, so a long queue of records that all fail cannot exhaust
+ * the stack. */
 static void sf_worker_dlq_send(sf_worker_t *w, sf_job_t *job)
 {
-        char errstr[256];
-        rd_kafka_headers_t *hdrs = sf_dlq_headers_new(
-            job->rec_headers, w->topic, job->partition, job->offset,
-            job->last_error ? job->last_error : "failed", w->stage,
-            job->attempts);
+        enum { max_depth = 16 };
+        static _Thread_local int depth;
+        char errstr[512];
+        sf_dead_letter_t dl;
+        int rc;
 
-        if (sf_producer_send(
-                w->producer, w->cfg->topic_dlq, RD_KAFKA_PARTITION_UA,
-                job->rec_key, job->rec_key_len, job->rec_value,
-                job->rec_value_len, hdrs, job, 1000, errstr, sizeof(errstr))) {
-                sf_warn(w->stage,
-                        "cannot enqueue for the DLQ, trying again: "
-                        "%s",
-                        errstr);
-                job->state = SF_JOB_DEAD;
-                job->retry_at_ms = sf_mono_ms() + SF_WORKER_DLQ_RETRY;
-                sf_heap_push(w, job);
+        if (!job->dlq_stored) {
+                memset(&dl, 0, sizeof(dl));
+                dl.origin_topic = w->topic;
+                dl.partition = job->partition;
+                dl.offset = job->offset;
+                dl.key = job->rec_key;
+                dl.key_len = job->rec_key_len;
+                dl.value = job->rec_value;
+                dl.value_len = job->rec_value_len;
+                dl.headers = job->rec_headers;
+                dl.error = job->last_error ? job->last_error : "failed";
+                dl.stage = w->stage;
+                dl.attempts = job->attempts;
+                dl.action = job->action ? job->action->name : NULL;
+                dl.event_id = job->ob.event_id;
+                rc = sf_dlq_put(w->dlq, &dl, job, errstr, sizeof(errstr));
+                if (rc == SF_DLQ_PENDING)
+                        return;
+                if (rc < 0) {
+                        sf_warn(w->stage,
+                                "cannot enqueue for the DLQ, trying again: "
+                                "%s",
+                                errstr);
+                        job->state = SF_JOB_DEAD;
+                        job->retry_at_ms = sf_mono_ms() + SF_WORKER_DLQ_RETRY;
+                        sf_heap_push(w, job);
+                        return;
+                }
+                job->dlq_stored = 1;
         }
+        if (depth >= max_depth) {
+                job->state = SF_JOB_DEAD;
+                job->retry_at_ms = sf_mono_ms();
+                sf_heap_push(w, job);
+                return;
+        }
+        depth++;
+        sf_worker_on_delivery(w, job, RD_KAFKA_RESP_ERR_NO_ERROR);
+        depth--;
 }
 
 void sf_worker_job_dead(sf_worker_t *w, sf_job_t *job, const char *reason)
@@ -379,11 +415,13 @@ sf_worker_t *sf_worker_new(const sf_config_t *cfg, const char *bootstraps,
             sf_producer_new(&cfg->kafka, bootstraps, client_id,
                             sf_worker_on_delivery, w, errstr, errstr_size);
         if (w->producer)
+                w->dlq = sf_dlq_open(cfg, w->producer, errstr, errstr_size);
+        if (w->dlq)
                 w->consumer =
                     sf_consumer_new(&cfg->kafka, bootstraps, group, client_id,
                                     topics, 1, errstr, errstr_size);
         free(group);
-        if (!w->producer || !w->consumer) {
+        if (!w->producer || !w->dlq || !w->consumer) {
                 sf_worker_destroy(w);
                 return NULL;
         }
@@ -533,6 +571,7 @@ void sf_worker_destroy(sf_worker_t *w)
         sf_consumer_destroy(w->consumer);
         w->consumer = NULL;
         sf_producer_destroy(w->producer, 0);
+        sf_dlq_close(w->dlq);
         if (w->keys)
                 sf_map_each(w->keys, sf_free_keyq, NULL);
         sf_map_destroy(w->keys);

@@ -5,9 +5,9 @@
  * connector, and turn its outcome into finished, retry or DLQ.
  *
  * A web service action runs its request first; after a 2xx the response
- * step renders response.mapping with response.* to response.target; when
+ * step renders response.mapping with @response.* to response.target; when
  * the request finally fails the error step renders error.mapping with
- * error.* to error.target. Only when that handling fails too does the
+ * @error.* to error.target. Only when that handling fails too does the
  * record go to the DLQ.
  */
 #include "worker_int.h"
@@ -106,17 +106,11 @@ static void sf_job_on_result(void *opaque, const sf_result_t *res);
 static int sf_job_to_error_step(sf_worker_t *w, sf_job_t *job, int http_status,
                                 const char *message)
 {
-        cJSON *err;
-
         if (job->action->kind != SF_KIND_WEBSERVICE ||
             job->step != SF_STEP_MAIN || !job->action->has_error)
                 return 0;
         cJSON_Delete(job->reply);
-        job->reply = cJSON_CreateObject();
-        err = cJSON_AddObjectToObject(job->reply, "error");
-        cJSON_AddNumberToObject(err, "status", http_status);
-        cJSON_AddStringToObject(err, "message", message);
-        cJSON_AddNumberToObject(err, "attempts", job->attempts);
+        job->reply = sf_render_reply_error(http_status, message, job->attempts);
         job->step = SF_STEP_ERROR;
         job->attempts = 0;
         sf_job_start(w, job);
@@ -246,18 +240,9 @@ static void sf_job_on_result(void *opaque, const sf_result_t *res)
                 if (job->action->kind == SF_KIND_WEBSERVICE &&
                     job->step == SF_STEP_MAIN && job->action->has_response) {
                         cJSON_Delete(job->reply);
-                        job->reply = cJSON_CreateObject();
-                        cJSON_AddItemToObject(
-                            job->reply, "response",
-                            res->response ? cJSON_Duplicate(res->response, 1)
-                                          : cJSON_CreateNull());
-                        cJSON_AddNumberToObject(job->reply, "status",
-                                                res->http_status);
-                        cJSON_AddItemToObject(
-                            job->reply, "headers",
-                            res->response_headers_json
-                                ? cJSON_Parse(res->response_headers_json)
-                                : cJSON_CreateObject());
+                        job->reply = sf_render_reply_response(
+                            res->response, res->http_status,
+                            res->response_headers_json);
                         job->step = SF_STEP_RESPONSE;
                         job->attempts = 0;
                         sf_job_start(w, job);

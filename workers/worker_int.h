@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "connector.h"
+#include "dlq.h"
 #include "envelope.h"
 #include "kafka.h"
 #include "map.h"
@@ -50,7 +51,8 @@ typedef struct sf_job {
         cJSON *scope_record; /* the record exported (after loading) */
         cJSON *reply;        /* web service: response.*, status, headers */
         char *last_error;
-        int abandoned; /* partition revoked while running */
+        int abandoned;  /* partition revoked while running */
+        int dlq_stored; /* in the DLQ store: finish it, store nothing */
 } sf_job_t;
 
 struct sf_keyq {
@@ -72,6 +74,7 @@ struct sf_worker {
         const char *stage; /* "message" | "webservice" */
         sf_consumer_t *consumer;
         sf_producer_t *producer; /* DLQ */
+        sf_dlq_t *dlq;           /* the store, or the topic via producer */
         sf_map_t *keys;          /* record key -> sf_keyq_t */
         sf_conn_slot_t *conns;   /* one per configured connector */
         sf_source_db_t *db;      /* opened on first use */

@@ -260,8 +260,10 @@ class Postgres:
 
 def pipeline_yaml(dsn, tables, slot="syncfleet", publication="syncfleet",
                   snapshot="never", prefix="itest", partitions=3, extra_tables=None,
-                  kafka_config=None):
-    """A pipeline capturing from dsn. tables: {name: events} where events
+                  kafka_config=None, ack="delivered"):
+    """A pipeline capturing from dsn. ack: source.ack ("delivered" by
+    default: these pipelines test the producer on its own, with a test
+    reading the sync-log instead of a router; None leaves it out). tables: {name: events} where events
     is a list like ["insert", "update", "delete"]; each gets a message with
     a file target so that exactly those events are captured. extra_tables:
     {name: key list} declared but not subscribed (not captured). Every
@@ -275,7 +277,10 @@ def pipeline_yaml(dsn, tables, slot="syncfleet", publication="syncfleet",
                  prefix, partitions, conf),
              "source:", "  type: postgres", "  dsn: \"%s\"" % dsn,
              "  slot: %s" % slot, "  publication: %s" % publication,
-             "  snapshot: %s" % snapshot, "tables:"]
+             "  snapshot: %s" % snapshot]
+    if ack:
+        lines.append("  ack: %s" % ack)
+    lines.append("tables:")
     specs = {}
     for name, spec in tables.items():
         events, key = (spec if isinstance(spec, tuple) else (spec, ["id"]))

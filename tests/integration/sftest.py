@@ -663,12 +663,18 @@ class ChangeWriter:
         self._thread = None
         self._error = None
         self._stop = threading.Event()
-        self._conn = sqlite3.connect(db_path, timeout=20, isolation_level=None,
-                                     check_same_thread=False)
-        self._conn.execute("PRAGMA busy_timeout=20000")
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS customers (id INTEGER PRIMARY KEY, "
-                           "name TEXT NOT NULL, email TEXT NOT NULL, version INTEGER NOT NULL)")
+        self._conn = self._open(db_path)
+
+    def _open(self, db_path):
+        """The connection _commit and count use (a database of another
+        kind overrides _open, _commit, count and close)."""
+        conn = sqlite3.connect(db_path, timeout=20, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=20000")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS customers (id INTEGER PRIMARY KEY, "
+                     "name TEXT NOT NULL, email TEXT NOT NULL, version INTEGER NOT NULL)")
+        return conn
 
     def _next_row(self, cid, version):
         return {"id": cid, "name": "%s %d/%d" % (self.rng.choice(self.NAMES), cid, version),
@@ -678,38 +684,24 @@ class ChangeWriter:
         """Runs [(op, id)] in one transaction (op "c", "u" or "d"; "u" and
         "d" need the row, "c" needs it absent) and records it once
         committed."""
-        rows, versions, done = {}, {}, []
-        cur = self._conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            for op, cid in ops:
-                present = rows[cid] if cid in rows else self.rows.get(cid)
-                version = versions.get(cid, self.versions[cid])
-                if op == "d":
-                    cur.execute("DELETE FROM customers WHERE id = ?", (cid,))
-                    rows[cid] = None
-                    done.append((cid, "d", present["version"]))
-                    continue
-                version += 1
-                row = self._next_row(cid, version)
-                if op == "c":
-                    assert present is None, "insert of present id %d" % cid
-                    cur.execute("INSERT INTO customers (id, name, email, version) "
-                                "VALUES (?, ?, ?, ?)",
-                                (cid, row["name"], row["email"], version))
-                else:
-                    cur.execute("UPDATE customers SET name = ?, email = ?, version = ? "
-                                "WHERE id = ?", (row["name"], row["email"], version, cid))
-                if cur.rowcount != 1:
-                    raise AssertionError("writer: %s of id %d changed %d rows" % (
-                        op, cid, cur.rowcount))
-                rows[cid] = row
-                versions[cid] = version
-                done.append((cid, op, version))
-            cur.execute("COMMIT")
-        except BaseException:
-            self._conn.rollback()
-            raise
+        rows, versions, done, stmts = {}, {}, [], []
+        for op, cid in ops:
+            present = rows[cid] if cid in rows else self.rows.get(cid)
+            version = versions.get(cid, self.versions[cid])
+            if op == "d":
+                stmts.append((op, cid, None))
+                rows[cid] = None
+                done.append((cid, "d", present["version"]))
+                continue
+            version += 1
+            row = self._next_row(cid, version)
+            if op == "c":
+                assert present is None, "insert of present id %d" % cid
+            stmts.append((op, cid, row))
+            rows[cid] = row
+            versions[cid] = version
+            done.append((cid, op, version))
+        self._commit(stmts)
         self.rows.update(rows)
         for cid, version in versions.items():
             self.versions[cid] = version
@@ -717,6 +709,31 @@ class ChangeWriter:
             self.history[cid].append((op, version))
         self.changes += len(done)
         self.transactions += 1
+
+    def _commit(self, stmts):
+        """Runs [(op, id, row)] in one transaction of the database."""
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for op, cid, row in stmts:
+                if op == "d":
+                    cur.execute("DELETE FROM customers WHERE id = ?", (cid,))
+                    continue
+                if op == "c":
+                    cur.execute("INSERT INTO customers (id, name, email, version) "
+                                "VALUES (?, ?, ?, ?)",
+                                (cid, row["name"], row["email"], row["version"]))
+                else:
+                    cur.execute("UPDATE customers SET name = ?, email = ?, version = ? "
+                                "WHERE id = ?", (row["name"], row["email"], row["version"],
+                                                 cid))
+                if cur.rowcount != 1:
+                    raise AssertionError("writer: %s of id %d changed %d rows" % (
+                        op, cid, cur.rowcount))
+            cur.execute("COMMIT")
+        except BaseException:
+            self._conn.rollback()
+            raise
 
     def insert(self, ids, per_tx=25):
         ids = list(ids)

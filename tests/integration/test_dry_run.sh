@@ -61,6 +61,7 @@ message order-to-archive:
     {
       "orderId": 100,
       "customer": 1,
+      "status": "open",
       "lines": [{
           "item": "engine",
           "qty": 1
@@ -86,6 +87,27 @@ routing:
   message customer-to-webshop: triggered by insert
 message customer-to-webshop:
   would go to the DLQ: email: missing field '"'"'email'"'"' in "{{email | lower}}"'
+
+# a record without a field named like one of syncfleet's names: the
+# reason says how syncfleet's is written
+cat >"$work/names.yaml" <<'YAML'
+version: 1
+name: names
+tables:
+  customers: { key: [id] }
+connectors:
+  out: { type: file, dir: ./out }
+messages:
+  m:
+    trigger: { table: customers }
+    target: { connector: out }
+    mapping: { id: "{{id}}", what: "{{event}}" }
+YAML
+got=$("$SYNCFLEET" validate -c "$work/names.yaml" --event - <<<'{"op":"c","table":"customers","after":{"id":5}}' 2>&1) || {
+  echo "FAIL: names: exit $?"; echo "$got"; exit 1; }
+want='  would go to the DLQ: what: missing field '"'"'event'"'"' in "{{event}}" (syncfleet'"'"'s own names start with @: {{@event}})'
+grep -qxF "$want" <<<"$got" || { echo "FAIL: names: no line '$want' in:"; echo "$got"; exit 1; }
+echo "ok: a missing field named like one of syncfleet's"
 
 # a malformed event is a usage error naming the problem
 if out=$("$SYNCFLEET" validate -c "$work/pipeline.yaml" --event - <<<'{"op":"x","table":"customers","after":{"id":1}}' 2>&1); then

@@ -25,7 +25,7 @@ grep -qxF "$grace" <<<"$received" || fail "Grace's document did not arrive"
 grep -qxF 'webshop: DELETE /customers/3' <<<"$received" || fail "customer 3's delete did not arrive as DELETE"
 # Grace's credit_limit update touches no mapped field: no second request.
 [ "$(grep -c '/customers/2' <<<"$received")" = 1 ] || fail "an update of an unmapped field was exported"
-order='{"orderId":100,"customer":1,"lines":[{"item":"difference engine","qty":1},{"item":"punched cards","qty":750}]}'
+order='{"orderId":100,"customer":1,"status":"open","lines":[{"item":"difference engine","qty":1},{"item":"punched cards","qty":750}]}'
 tail -n 1 "$SF_SOURCE_DIR/examples/webshop/out/orders/order-to-archive.jsonl" | grep -qxF "$order" ||
   fail "the archived order is not the current order with its two lines"
 grep -q '^== syncfleet stopped (exit 0)' "$out" || fail "syncfleet did not stop cleanly"

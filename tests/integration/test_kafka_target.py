@@ -26,7 +26,7 @@ messages:
   customer-to-bus:
     trigger: { table: customers, events: [insert, update] }
     target: { connector: bus }
-    mapping: { id: "{{id}}", name: "{{name | upper}}", event: "{{event}}" }
+    mapping: { id: "{{id}}", name: "{{name | upper}}", event: "{{@event}}" }
 """
 
 

@@ -6,6 +6,7 @@ carries nothing to capture.
 Each test has a database, a slot and a broker of its own; the server is
 shared by the class (tests/integration/sfpg.py)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -205,34 +206,41 @@ class CaptureTest(sfpg.PgTestCase):
 
     def test_oversized_row_goes_to_the_dlq(self):
         """A row larger than Kafka takes (message.max.bytes, 1,000,000 by
-        default) cannot stop the capture: its envelope goes to the DLQ
-        without images, with the reason, and the changes after it flow."""
+        default) cannot stop the capture: its envelope is dead-lettered
+        without images, with the reason, and the changes after it flow. The
+        pipeline is on the embedded broker, so the dead letter is in the
+        store of its state directory."""
         self.sql("CREATE TABLE docs(id int PRIMARY KEY, body text)")
-        proc = self.producer(self.write_pipeline({"docs": ["insert", "update"]}))
+        pipeline = self.write_pipeline({"docs": ["insert", "update"]})
+        proc = self.producer(pipeline)
         log = self.sync_log()
-        dlq = sfpg.SyncLog(self.brk.bootstrap, self.brk.topic("dlq"), self.tmp.path,
-                           name="dlq")
-        self.addCleanup(dlq.stop)
         self.sql("INSERT INTO docs VALUES (1, 'small')")
         self.sql("INSERT INTO docs VALUES (2, repeat('x', 1500000))")
         self.sql("UPDATE docs SET body = 'after' WHERE id = 1")
         recs = log.wait_count(2)
         self.assertEqual([(r["value"]["op"], r["key"]["key"]["id"]) for r in sfpg.ordered(recs)],
                          [("c", 1), ("u", 1)])
-        bad = dlq.wait_count(1, what="the oversized change in the DLQ")[0]
-        self.assertEqual(bad["key"], {"key": {"id": 2}, "table": "docs"})
-        self.assertEqual(bad["value"]["op"], "c")
-        self.assertIsNone(bad["value"]["after"])
-        self.assertIsNone(bad["value"]["before"])
-        self.assertEqual(bad["value"]["source"]["table"], "docs")
+
+        def dead_letters():
+            res = subprocess.run([sftest.env_path("SYNCFLEET"), "dlq", "show", "--json",
+                                  "-c", pipeline], capture_output=True, text=True, timeout=30)
+            self.assertEqual(res.returncode, 0, res.stderr)
+            return [json.loads(line) for line in res.stdout.splitlines()]
+        [bad] = sftest.wait_for(dead_letters, timeout=60, what="the oversized change in the DLQ")
+        self.assertEqual(json.loads(bad["key"]), {"key": {"id": 2}, "table": "docs"})
+        value = json.loads(bad["value"])
+        self.assertEqual(value["op"], "c")
+        self.assertIsNone(value["after"])
+        self.assertIsNone(value["before"])
+        self.assertEqual(value["source"]["table"], "docs")
         self.assertRegex(bad["event_id"], r"^postgres:\d+:%s:[0-9A-F]+/[0-9A-F]+:1$" % self.db)
-        h = bad["headers"]
-        self.assertRegex(h["syncfleet-error"],
+        self.assertRegex(bad["error"],
                          r"^change of \d+ bytes is larger than Kafka's message.max.bytes "
                          r"\(1000000\): sent to the DLQ without its before and after images; "
                          r"raise message.max.bytes in kafka.config")
-        self.assertEqual(h["syncfleet-stage"], "producer")
-        self.assertEqual(h["syncfleet-origin"], self.brk.topic("sync-log") + "/-1/-1")
+        self.assertEqual(bad["stage"], "producer")
+        self.assertEqual(bad["origin"], {"topic": self.brk.topic("sync-log"), "partition": -1,
+                                         "offset": -1})
         # the slot moves past it: it counts as delivered
         self.wait_flushed()
         proc.stop()

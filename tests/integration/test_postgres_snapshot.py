@@ -197,6 +197,48 @@ class SnapshotTest(sfpg.PgTestCase):
         self.assertEqual(replay(tail), self.table())
         self.assertEqual(self.query("SELECT v FROM stock WHERE id = 30"), [["9"]])
 
+    def test_snapshot_needs_the_origin_grants(self):
+        """A user with REPLICATION that owns the table but lacks EXECUTE on
+        the replication origin functions could never record the snapshot
+        as done (every start would take it again): the producer refuses to
+        start and names the grant; with the grant it snapshots once."""
+        self.make_stock()
+        role = "snapper_%s" % self.db
+        self.pg.sql("CREATE ROLE %s LOGIN REPLICATION" % role)
+        self.addCleanup(self.pg.sql, "DROP ROLE %s" % role)
+        self.addCleanup(self.sql, "DROP OWNED BY %s" % role)
+        self.sql("ALTER TABLE stock OWNER TO %s; GRANT CREATE ON DATABASE %s TO %s"
+                 % (role, self.db, role))
+        dsn = self.dsn.replace("user=postgres", "user=" + role)
+        pipeline = self.tmp.write("pipeline.yaml", sfpg.pipeline_yaml(
+            dsn, {"stock": ["insert"]}, snapshot="initial"))
+        proc = self.producer(pipeline, wait_streaming=False)
+        proc.popen.wait(60)
+        self.assertNotEqual(proc.popen.returncode, 0)
+        self.assertIn(
+            'needs EXECUTE on pg_replication_origin_create(text), '
+            'pg_replication_origin_advance(text, pg_lsn) and '
+            'pg_replication_origin_drop(text), which user "%s" lacks: as a superuser, '
+            'GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), '
+            'pg_replication_origin_advance(text, pg_lsn), '
+            'pg_replication_origin_drop(text) TO "%s"; or set source.snapshot: never'
+            % (role, role), proc.stderr())
+        self.assertIsNone(self.pg.slot("syncfleet"), "no slot was created")
+        self.sql("GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), "
+                 "pg_replication_origin_advance(text, pg_lsn), "
+                 "pg_replication_origin_drop(text) TO %s" % role)
+        log = self.sync_log()
+        proc = self.producer(pipeline, name="producer-2")
+        self.wait_log(proc, r"snapshot at \S+ complete", timeout=60)
+        log.wait_count(self.ROWS)
+        proc.stop()
+        proc = self.producer(pipeline, name="producer-3")
+        self.sql("INSERT INTO stock VALUES (0, 1)")
+        log.wait_count(self.ROWS + 1)
+        self.assertNotIn("never completed", proc.stderr())
+        self.assertEqual(len(log.records()), self.ROWS + 1, "the snapshot was taken once")
+        proc.stop()
+
     def test_snapshot_never_streams_only(self):
         """snapshot: never exports no existing row; changes from then on
         arrive."""

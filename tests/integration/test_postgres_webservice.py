@@ -40,7 +40,7 @@ web_service_actions:
                body: { customer: "{{id}}" } }
     response:
       target: { connector: erp, table: customers, operation: update, key: [id] }
-      mapping: { id: "{{record.id}}", credit_limit: "{{response.limit}}" }
+      mapping: { id: "{{id}}", credit_limit: "{{@response.limit}}" }
 """
 
 

@@ -35,6 +35,7 @@ source:
   type: sqlite
   path: ./erp.db
   poll_interval_ms: 50
+  ack: delivered   # the producer alone, read by the test: no router
 tables:
   customers:
     key: [id]

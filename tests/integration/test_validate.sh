@@ -102,11 +102,43 @@ $tmp/broken.yaml:11:7: missing required key 'connector' in messages.customer-to-
 $tmp/broken.yaml:13:25: invalid template in messages.customer-to-webshop.mapping.email: unknown filter 'lowr' (known: lower, upper, trim, number, string, bool, json, default, date)
 "
 
+# A web service action written before syncfleet's names moved under '@':
+# the reply names of its response and error handling are refused with what
+# to write; its plain columns pass, status in the request among them.
+cat >"$tmp/old-names.yaml" <<'EOF'
+version: 1
+name: old-names
+source: { type: sqlite, path: ./erp.db }
+tables:
+  customers: { key: [id] }
+connectors:
+  crm: { type: http, base_url: "http://localhost:1" }
+  erp: { type: database }
+  archive: { type: file, dir: ./out }
+web_service_actions:
+  credit-check:
+    trigger: { table: customers, events: [insert] }
+    request: { connector: crm, path: /credit-checks, body: { status: "{{status}}" } }
+    response:
+      target: { connector: erp, table: customers, operation: update, key: [id] }
+      mapping: { id: "{{record.id}}", credit_limit: "{{response.limit}}" }
+    error:
+      target: { connector: archive }
+      mapping: { customer: "{{id}}", status: "{{error.status}}" }
+EOF
+run old-names validate -c "$tmp/old-names.yaml"
+expect_rc old-names 2
+expect_file old-names out ""
+expect_file old-names err "$tmp/old-names.yaml:16:23: {{record.id}} in web_service_actions.credit-check.response.mapping.id reads a column named record; the record's fields are read by their own names: write {{id}}
+$tmp/old-names.yaml:16:54: {{response.limit}} in web_service_actions.credit-check.response.mapping.credit_limit reads a column named response, not syncfleet's reply; write {{@response.limit}}
+$tmp/old-names.yaml:19:47: {{error.status}} in web_service_actions.credit-check.error.mapping.status reads a column named error, not syncfleet's failure; write {{@error.status}}
+"
+
 unset WEBSHOP_TOKEN
 run unset validate -c "$reference"
 expect_rc unset 2
 expect_file unset out ""
-expect_file unset err "$reference:39:34: environment variable WEBSHOP_TOKEN is not set
+expect_file unset err "$reference:40:34: environment variable WEBSHOP_TOKEN is not set
 "
 
 run missing validate -c "$tmp/nope.yaml"

@@ -50,10 +50,10 @@ web_service_actions:
       body: { customer: "{{id}}", name: "{{name}}" }
     response:
       target: { connector: erp, table: customers, operation: update, key: [id] }
-      mapping: { id: "{{record.id}}", credit_limit: "{{response.limit}}" }
+      mapping: { id: "{{id}}", credit_limit: "{{@response.limit}}" }
     error:
       target: { connector: failures }
-      mapping: { customer: "{{record.id}}", status: "{{error.status}}" }
+      mapping: { customer: "{{id}}", status: "{{@error.status}}" }
 """
 
 

@@ -91,6 +91,8 @@ static void test_reference_example(void **state)
         assert_string_equal(cfg->dir, SF_SOURCE_DIR "/examples/reference");
         assert_int_equal(cfg->version, 1);
         assert_string_equal(cfg->name, "webshop-sync");
+        assert_string_equal(cfg->state_dir,
+                            SF_SOURCE_DIR "/examples/reference/state");
         assert_string_equal(cfg->kafka.brokers, "embedded");
         assert_int_equal(cfg->kafka.embedded, 1);
         assert_string_equal(cfg->kafka.topic_prefix, "erp");
@@ -117,7 +119,7 @@ static void test_reference_example(void **state)
         assert_string_equal(lines->parent_cols[0], "id");
         assert_string_equal(lines->child_cols[0], "order_id");
         assert_ptr_equal(sf_config_root_table(lines), lines->parent);
-        assert_int_equal(lines->pos.line, 28);
+        assert_int_equal(lines->pos.line, 29);
         assert_int_equal(lines->pos.col, 3);
 
         assert_int_equal(cfg->connector_cnt, 4);
@@ -174,7 +176,7 @@ static void test_reference_example(void **state)
         assert_int_equal(child(a->mapping, "address")->type, SF_MAP_OBJECT);
         assert_string_equal(sf_template_source(child(a->mapping, "email")->tpl),
                             "{{email | lower}}");
-        assert_int_equal(child(a->mapping, "email")->line, 75);
+        assert_int_equal(child(a->mapping, "email")->line, 76);
         assert_int_equal(child(a->mapping, "email")->col, 14);
         assert_fields(a, "city,email,id,name,street");
 
@@ -230,6 +232,8 @@ static const char webshop_summary[] =
     "kafka: embedded; topics webshop.sync-log, webshop.outbound.message, "
     "webshop.outbound.webservice, webshop.dlq (3 partitions)\n"
     "source: sqlite " SF_SOURCE_DIR "/examples/webshop/erp.db\n"
+    "acknowledgement: settled (a change leaves the source once its targets "
+    "accepted it or it is dead-lettered)\n"
     "router: coalesce 300 ms, delay 0 ms\n"
     "captured table events:\n"
     "  customers: insert, update, delete\n"
@@ -239,8 +243,8 @@ static const char webshop_summary[] =
     "    delete -> message customer-to-webshop\n"
     "  sales_orders: insert, update\n"
     "    insert -> message order-to-archive\n"
-    "    update -> message order-to-archive (when any of customer_id, id "
-    "changed)\n"
+    "    update -> message order-to-archive (when any of customer_id, id, "
+    "status changed)\n"
     "  sales_lines: insert, update, delete (redirected to sales_orders)\n"
     "connectors:\n"
     "  webshop: http http://127.0.0.1:8080, no auth, timeout 5000 ms\n"
@@ -462,44 +466,49 @@ static void test_used_fields_and_mapping(void **state)
             "    trigger: { table: customers, events: update }\n"
             "    target:\n"
             "      connector: shop\n"
-            "      path: /c/{{key.id}}/{{op}}\n"
-            "      on_delete: { method: POST, path: \"/gone/{{before.code}}\" "
+            "      path: /c/{{@key.id}}/{{@op}}\n"
+            "      on_delete: { method: POST, path: \"/gone/{{@before.code}}\" "
             "}\n"
             "    mapping:\n"
-            "      a: \"{{after.name}} {{event}} {{table}} {{event_id}}\"\n"
+            "      a: \"{{@after.name}} {{@event}} {{@table}} {{@event_id}}\"\n"
             "      b: \"{{address.street}}\"\n"
             "      c: \"{{address.city | upper}}\"\n"
             "      d: [ \"{{zeta}}\", 5, true, ~, \"7\", 1.5 ]\n"
             "      e: \"{{email | default('x')}}\"\n"
             "      f: { each: items, map: { sku: \"{{sku}}\" } }\n"
+            "      g: \"{{status}} {{event}} {{table}} {{op}} {{event_id}}\"\n"
             "web_service_actions:\n"
             "  w:\n"
             "    trigger: { table: customers, events: [insert] }\n"
             "    request:\n"
             "      connector: shop\n"
-            "      path: /w/{{record.id}}\n"
-            "      body: { n: \"{{nr}}\", h: \"{{headers.X}}\", k: \"{{key}}\" "
-            "}\n"
+            "      path: /w/{{id}}\n"
+            "      body: { n: \"{{nr}}\", h: \"{{headers.X}}\", k: "
+            "\"{{@key}}\" }\n"
             "    response:\n"
             "      target: { connector: shop }\n"
-            "      mapping: { s: \"{{status}}\", r: \"{{response.limit}}\", "
-            "x: \"{{record.credit}}\" }\n"
+            "      mapping: { s: \"{{@status}}\", r: \"{{@response.limit}}\", "
+            "x: \"{{credit}}\", t: \"{{@headers.ETag}}\" }\n"
             "    error:\n"
             "      target: { connector: shop, on_delete: skip }\n"
-            "      mapping: { e: \"{{error.message}}\" }\n"
+            "      mapping: { e: \"{{@error.message}}\", r: \"{{response}}\", "
+            "s: \"{{status}}\" }\n"
             "  whole:\n"
             "    trigger: { table: customers, check_used_fields: true }\n"
             "    request: { connector: shop }\n"
             "    response:\n"
             "      target: { connector: shop }\n"
-            "      mapping: \"{{after}}\"\n");
+            "      mapping: \"{{@after}}\"\n");
         const sf_action_cfg_t *m = sf_config_action(cfg, "m");
         const sf_mapping_t *d = child(m->mapping, "d");
 
         (void)state;
         assert_int_equal(m->trigger.events, SF_EV_UPDATE);
         assert_string_equal(m->target.delete_method, "POST");
-        assert_fields(m, "address,code,email,id,items,name,zeta");
+        /* every plain name is a column, whatever it is called; of the
+         * @names only @key.id, @before.code and @after.name read one */
+        assert_fields(m, "address,code,email,event,event_id,id,items,name,op,"
+                         "status,table,zeta");
         assert_int_equal(d->type, SF_MAP_ARRAY);
         assert_int_equal(d->child_cnt, 6);
         assert_int_equal(child(m->mapping, "f")->type, SF_MAP_EACH);
@@ -512,15 +521,177 @@ static void test_used_fields_and_mapping(void **state)
         assert_true(cJSON_IsNull(d->children[3]->literal));
         assert_int_equal(d->children[4]->type, SF_MAP_TEMPLATE);
         assert_true(d->children[5]->literal->valuedouble == 1.5);
-        assert_fields(sf_config_action(cfg, "w"), "credit,id,nr");
+        /* headers in the request and response/status in the error mapping
+         * are columns there: the reply is @response, @status, @headers */
+        assert_fields(sf_config_action(cfg, "w"),
+                      "credit,headers,id,nr,response,status");
         assert_int_equal(sf_config_action(cfg, "w")->error_target.delete_skip,
                          1);
         assert_int_equal(sf_config_action(cfg, "w")->trigger.check_used_fields,
                          1);
-        /* {{after}} reads every field: updates cannot be filtered */
+        /* {{@after}} reads every field: updates cannot be filtered */
         assert_int_equal(
             sf_config_action(cfg, "whole")->trigger.check_used_fields, 0);
         sf_config_destroy(cfg);
+}
+
+/* Query mode: the fields records.where selects children by are used too,
+ * references into the children are not. */
+static void test_used_fields_of_query(void **state)
+{
+        sf_config_t *cfg = load_ok(
+            "version: 1\n"
+            "name: q\n"
+            "source: { type: sqlite, path: /tmp/q.db }\n"
+            "tables:\n"
+            "  orders: { key: [id] }\n"
+            "  lines: { key: [id] }\n"
+            "connectors: { f: { type: file, dir: /tmp } }\n"
+            "messages:\n"
+            "  o:\n"
+            "    trigger: { table: orders, events: [update] }\n"
+            "    source:\n"
+            "      mode: query\n"
+            "      records: { lines: { table: lines, where: { order_no: "
+            "number } } }\n"
+            "    target: { connector: f }\n"
+            "    mapping: { s: \"{{status}}\", n: \"{{lines.0.item}}\", "
+            "l: { each: lines, map: { i: \"{{item}}\" } } }\n");
+
+        (void)state;
+        assert_fields(sf_config_action(cfg, "o"), "number,status");
+        sf_config_destroy(cfg);
+}
+
+/* In response and error handling, a name that read syncfleet's reply
+ * before its names moved under '@' is an error naming what to write; the
+ * same names elsewhere, and columns the file names, are columns. */
+static void test_old_reply_names(void **state)
+{
+        (void)state;
+        expect_errors(
+            "version: 1\n"
+            "name: o\n"
+            "tables:\n"
+            "  customers: { key: [id] }\n"
+            "connectors:\n"
+            "  crm: { type: http, base_url: \"http://localhost:1\" }\n"
+            "  f: { type: file, dir: /tmp }\n"
+            "messages:\n"
+            "  m:\n"
+            "    trigger: { table: customers }\n"
+            "    target: { connector: f }\n"
+            "    mapping: { a: \"{{@response.x}}\", b: \"{{@error.y}}\", "
+            "c: \"{{response.x}} {{status}} {{error}} {{record.id}}\" }\n"
+            "web_service_actions:\n"
+            "  w:\n"
+            "    trigger: { table: customers }\n"
+            "    request: { connector: crm, path: \"/c/{{status}}\" }\n"
+            "    response:\n"
+            "      target: { connector: crm, path: \"/r/{{status}}\" }\n"
+            "      mapping:\n"
+            "        limit: \"{{response.limit}}\"\n"
+            "        code: \"{{ status | number }}\"\n"
+            "        etag: \"{{headers.ETag}}\"\n"
+            "        id: \"{{record.id}}\"\n"
+            "        all: \"{{record}}\"\n"
+            "        items: { each: response.items, map: { x: \"{{x}}\" } }\n"
+            "        fine: \"{{error}} {{event}} {{@status}} "
+            "{{@after.status}}\"\n"
+            "    error:\n"
+            "      target: { connector: f }\n"
+            "      mapping:\n"
+            "        why: \"{{error.message}}\"\n"
+            "        code: \"{{@status}}\"\n"
+            "        late: \"{{@response.limit}}\"\n"
+            "        fine: \"{{status}} {{response}} {{@error.status}}\"\n",
+            "p.yaml:12:20: {{@response.x}} in messages.m.mapping.a: @response "
+            "is set only in a web service action's response handling\n"
+            "p.yaml:12:42: {{@error.y}} in messages.m.mapping.b: @error is "
+            "set only in a web service action's error handling\n"
+            "p.yaml:18:43: {{status}} in "
+            "web_service_actions.w.response.target.path reads a column named "
+            "status, not syncfleet's reply; write {{@status}}\n"
+            "p.yaml:20:17: {{response.limit}} in "
+            "web_service_actions.w.response.mapping.limit reads a column "
+            "named response, not syncfleet's reply; write "
+            "{{@response.limit}}\n"
+            "p.yaml:21:16: {{status}} in "
+            "web_service_actions.w.response.mapping.code reads a column named "
+            "status, not syncfleet's reply; write {{@status}}\n"
+            "p.yaml:22:16: {{headers.ETag}} in "
+            "web_service_actions.w.response.mapping.etag reads a column named "
+            "headers, not syncfleet's reply; write {{@headers.ETag}}\n"
+            "p.yaml:23:14: {{record.id}} in "
+            "web_service_actions.w.response.mapping.id reads a column named "
+            "record; the record's fields are read by their own names: write "
+            "{{id}}\n"
+            "p.yaml:24:15: {{record}} in "
+            "web_service_actions.w.response.mapping.all reads a column named "
+            "record; the whole record is {{@after}} (or {{@before}} for a "
+            "delete): write {{@after}}\n"
+            "p.yaml:25:24: {{response.items}} in "
+            "web_service_actions.w.response.mapping.items.each reads a column "
+            "named response, not syncfleet's reply; write "
+            "{{@response.items}}\n"
+            "p.yaml:30:15: {{error.message}} in "
+            "web_service_actions.w.error.mapping.why reads a column named "
+            "error, not syncfleet's failure; write {{@error.message}}\n"
+            "p.yaml:31:16: {{@status}} in "
+            "web_service_actions.w.error.mapping.code: @status is the HTTP "
+            "status of a 2xx reply; in error handling write "
+            "{{@error.status}}\n"
+            "p.yaml:32:16: {{@response.limit}} in "
+            "web_service_actions.w.error.mapping.late: @response is set only "
+            "in a web service action's response handling\n");
+}
+
+/* A column the pipeline names for the trigger table is a column even in
+ * response handling: here the key column status. */
+static void test_old_reply_name_that_is_a_key_column(void **state)
+{
+        sf_config_t *cfg = load_ok(
+            "version: 1\n"
+            "name: k\n"
+            "tables:\n"
+            "  tickets: { key: [id, status] }\n"
+            "connectors:\n"
+            "  crm: { type: http, base_url: \"http://localhost:1\" }\n"
+            "web_service_actions:\n"
+            "  w:\n"
+            "    trigger: { table: tickets }\n"
+            "    request: { connector: crm }\n"
+            "    response:\n"
+            "      target: { connector: crm }\n"
+            "      mapping: { s: \"{{status}}\", code: \"{{@status}}\" }\n");
+
+        (void)state;
+        assert_fields(sf_config_action(cfg, "w"), "status");
+        sf_config_destroy(cfg);
+}
+
+/* An unknown @name does not compile: syncfleet's names are a closed set. */
+static void test_unknown_at_name(void **state)
+{
+        (void)state;
+        expect_errors(
+            "version: 1\n"
+            "name: a\n"
+            "tables:\n"
+            "  customers: { key: [id] }\n"
+            "connectors: { f: { type: file, dir: /tmp } }\n"
+            "messages:\n"
+            "  m:\n"
+            "    trigger: { table: customers }\n"
+            "    target: { connector: f }\n"
+            "    mapping: { a: \"x {{@evnt}}\", b: { each: \"@item\", map: "
+            "{} } }\n",
+            "p.yaml:10:24: invalid template in messages.m.mapping.a: unknown "
+            "name '@evnt' (syncfleet's names: @op, @event, @table, @key, "
+            "@before, @after, @event_id, @response, @status, @headers, "
+            "@error)\n"
+            "p.yaml:10:45: expected a field path (like lines or order.lines) "
+            "for messages.m.mapping.b.each, got \"@item\"\n");
 }
 
 static void test_captured_events(void **state)
@@ -761,6 +932,10 @@ int main(void)
             cmocka_unit_test(test_env_substitution),
             cmocka_unit_test(test_secret_from_file),
             cmocka_unit_test(test_used_fields_and_mapping),
+            cmocka_unit_test(test_used_fields_of_query),
+            cmocka_unit_test(test_old_reply_names),
+            cmocka_unit_test(test_old_reply_name_that_is_a_key_column),
+            cmocka_unit_test(test_unknown_at_name),
             cmocka_unit_test(test_captured_events),
             cmocka_unit_test(test_unreadable_file),
             cmocka_unit_test(test_many_errors),

@@ -61,7 +61,7 @@ static void check_mapping(const sf_mapping_t *m, const char *scope,
                           const char *expect)
 {
         cJSON *obj = cJSON_Parse(scope);
-        sf_scope_t sc = {obj, NULL};
+        sf_scope_t sc = {obj, NULL, 0};
         char err[512] = "";
         cJSON *v = sf_mapping_render(m, &sc, err, sizeof(err));
         char *out;
@@ -79,7 +79,7 @@ static void check_mapping_err(const sf_mapping_t *m, const char *scope,
                               const char *expect)
 {
         cJSON *obj = cJSON_Parse(scope);
-        sf_scope_t sc = {obj, NULL};
+        sf_scope_t sc = {obj, NULL, 0};
         char err[512] = "";
         cJSON *v = sf_mapping_render(m, &sc, err, sizeof(err));
 
@@ -280,7 +280,7 @@ static void test_mapping_depth(void **state)
 {
         sf_mapping_t *ok = deep_chain(63), *bad = deep_chain(64);
         cJSON *o = cJSON_CreateObject();
-        sf_scope_t sc = {o, NULL};
+        sf_scope_t sc = {o, NULL, 0};
         char err[512], expect[512];
         cJSON *v;
         int i;
@@ -301,6 +301,45 @@ static void test_mapping_depth(void **state)
         cJSON_Delete(o);
 }
 
+/* Inside an `each`, an element's fields come first for plain paths, yet
+ * an element field named like one of syncfleet's names hides nothing:
+ * @event still reads syncfleet's, and `each` may walk an @ path. */
+static void test_mapping_each_and_at_names(void **state)
+{
+        sf_mapping_t *root = sf_mapping_new(SF_MAP_OBJECT, 1, 1);
+        sf_mapping_t *line = sf_mapping_new(SF_MAP_OBJECT, 1, 1);
+        sf_mapping_t *old = sf_mapping_new(SF_MAP_OBJECT, 1, 1);
+        cJSON *rec = cJSON_Parse("{\"id\":1,\"event\":\"gala\",\"lines\":["
+                                 "{\"item\":\"x\",\"event\":\"sale\"}]}");
+        cJSON *at = cJSON_Parse("{\"event\":\"update\",\"before\":{"
+                                "\"lines\":[{\"item\":\"old\"}]}}");
+        sf_scope_t s_rec = {rec, NULL, 0}, s_at = {at, &s_rec, 1};
+        char err[512] = "", *out;
+        cJSON *v;
+
+        (void)state;
+        sf_mapping_add_child(line, tpl_node("item", "{{item}}"));
+        sf_mapping_add_child(line, tpl_node("own", "{{event}}"));
+        sf_mapping_add_child(line, tpl_node("ev", "{{@event}}"));
+        sf_mapping_add_child(line, tpl_node("id", "{{id}}"));
+        sf_mapping_add_child(root, tpl_node("event", "{{event}}"));
+        sf_mapping_add_child(root, each_node("lines", "lines", line));
+        sf_mapping_add_child(old, tpl_node("item", "{{item}}"));
+        sf_mapping_add_child(root, each_node("was", "@before.lines", old));
+        v = sf_mapping_render(root, &s_at, err, sizeof(err));
+        if (!v)
+                fail_msg("render failed: %s", err);
+        out = cJSON_PrintUnformatted(v);
+        assert_string_equal(out, "{\"event\":\"gala\",\"lines\":[{\"item\":"
+                                 "\"x\",\"own\":\"sale\",\"ev\":\"update\","
+                                 "\"id\":1}],\"was\":[{\"item\":\"old\"}]}");
+        cJSON_free(out);
+        cJSON_Delete(v);
+        sf_mapping_destroy(root);
+        cJSON_Delete(rec);
+        cJSON_Delete(at);
+}
+
 static void test_mapping_refs(void **state)
 {
         sf_mapping_t *root = sf_mapping_new(SF_MAP_OBJECT, 1, 1);
@@ -308,13 +347,13 @@ static void test_mapping_refs(void **state)
         refs_t r = {""};
 
         (void)state;
-        sf_mapping_add_child(root, tpl_node("a", "{{id}}-{{key.id}}"));
+        sf_mapping_add_child(root, tpl_node("a", "{{id}}-{{@key.id}}"));
         sf_mapping_add_child(root, literal_node("l", cJSON_CreateTrue()));
         sf_mapping_add_child(line, tpl_node("q", "{{qty | number}}"));
         sf_mapping_add_child(root, each_node("lines", "lines", line));
-        sf_mapping_add_child(root, tpl_node("b", "{{after.name | lower}}"));
+        sf_mapping_add_child(root, tpl_node("b", "{{@after.name | lower}}"));
         sf_mapping_refs(root, collect_ref, &r);
-        assert_string_equal(r.buf, "id,key.id,lines,qty,after.name");
+        assert_string_equal(r.buf, "id,@key.id,lines,qty,@after.name");
         sf_mapping_destroy(root);
 }
 
@@ -325,6 +364,7 @@ int main(void)
             cmocka_unit_test(test_mapping_array_literal),
             cmocka_unit_test(test_mapping_each),
             cmocka_unit_test(test_mapping_depth),
+            cmocka_unit_test(test_mapping_each_and_at_names),
             cmocka_unit_test(test_mapping_refs),
         };
 

@@ -50,7 +50,8 @@ static const char *pipeline =
     "  order-to-files:\n"
     "    trigger: { table: sales_orders, events: [insert, update] }\n"
     "    target: { connector: files }\n"
-    "    mapping: { id: '{{id}}', status: '{{status}}' }\n"
+    "    mapping: { id: '{{id}}', status: '{{status}}', event: "
+    "'{{event}}', at: '{{@event}} {{@table}} {{@op}}' }\n"
     "  order-no-redirect:\n"
     "    trigger: { table: sales_orders, events: [update], redirect: false "
     "}\n"
@@ -188,6 +189,53 @@ static void test_update_of_used_field_triggers(void **state)
         sf_buf_free(&why);
 }
 
+/* Columns named like syncfleet's names are columns: a change of only one
+ * of them triggers the subscriber that maps it, and a change of only an
+ * unmapped column does not. */
+static void test_update_of_column_named_status_or_event(void **state)
+{
+        static const char *const after[] = {
+            "{\"id\":100,\"status\":\"paid\",\"event\":\"fair\","
+            "\"note\":\"n\"}",
+            "{\"id\":100,\"status\":\"open\",\"event\":\"gala\","
+            "\"note\":\"n\"}",
+        };
+        static const char *const changed[] = {"status", "event"};
+        const char *before = "{\"id\":100,\"status\":\"open\",\"event\":"
+                             "\"fair\",\"note\":\"n\"}";
+        char expect[128];
+        sf_outbound_t out[16];
+        sf_buf_t why;
+        sf_change_t c;
+        int n;
+
+        (void)state;
+        for (size_t i = 0; i < 2; i++) {
+                sf_buf_init(&why, 0);
+                change(&c, SF_OP_UPDATE, "sales_orders", "{\"id\":100}", before,
+                       after[i]);
+                n = route(&c, out, &why);
+                assert_int_equal(n, 1);
+                assert_string_equal(out[0].action, "order-to-files");
+                snprintf(expect, sizeof(expect),
+                         "message order-to-files: triggered by update (%s "
+                         "changed)",
+                         changed[i]);
+                assert_non_null(strstr(why.data, expect));
+                clear_all(out, n, &c);
+                sf_buf_free(&why);
+        }
+        sf_buf_init(&why, 0);
+        change(&c, SF_OP_UPDATE, "sales_orders", "{\"id\":100}", before,
+               "{\"id\":100,\"status\":\"open\",\"event\":\"fair\","
+               "\"note\":\"m\"}");
+        assert_int_equal(route(&c, out, &why), 0);
+        assert_non_null(strstr(why.data, "message order-to-files: skipped, no "
+                                         "field it uses changed"));
+        sf_change_clear(&c);
+        sf_buf_free(&why);
+}
+
 static void test_partial_before_image_counts_as_changed(void **state)
 {
         sf_outbound_t out[16];
@@ -311,6 +359,7 @@ int main(void)
             cmocka_unit_test(test_insert_triggers_insert_subscribers),
             cmocka_unit_test(test_update_of_unused_field_is_skipped),
             cmocka_unit_test(test_update_of_used_field_triggers),
+            cmocka_unit_test(test_update_of_column_named_status_or_event),
             cmocka_unit_test(test_partial_before_image_counts_as_changed),
             cmocka_unit_test(test_delete_exports_before_image),
             cmocka_unit_test(test_child_event_redirects_to_root),

@@ -56,6 +56,7 @@ static void check_render_chain(const char *src, const char *const *scopes,
         for (i = 0; i < n; i++) {
                 chain[i].obj = objs[i];
                 chain[i].next = i + 1 < n ? &chain[i + 1] : NULL;
+                chain[i].at = 0;
         }
         v = sf_template_render(t, n ? &chain[0] : NULL, err, sizeof(err));
         if (!v)
@@ -90,7 +91,7 @@ static void check_render_err_in(const char *src, const char *scope,
 {
         sf_template_t *t = compile_ok(src);
         cJSON *obj = cJSON_Parse(scope);
-        sf_scope_t sc = {obj, NULL};
+        sf_scope_t sc = {obj, NULL, 0};
         char err[512] = "";
         cJSON *v;
         char *s;
@@ -118,7 +119,7 @@ static void check_str(const char *src, int flags, const char *expect)
 {
         sf_template_t *t = compile_ok(src);
         cJSON *obj = cJSON_Parse(record);
-        sf_scope_t sc = {obj, NULL};
+        sf_scope_t sc = {obj, NULL, 0};
         char err[512] = "";
         char *s = sf_template_render_str(t, &sc, flags, err, sizeof(err));
 
@@ -167,7 +168,7 @@ static void test_lone_ref_keeps_type(void **state)
                 /* The copy of an object member comes without its key. */
                 sf_template_t *t = compile_ok("{{address}}");
                 cJSON *o = cJSON_Parse(record);
-                sf_scope_t sc = {o, NULL};
+                sf_scope_t sc = {o, NULL, 0};
                 char err[256];
                 cJSON *v = sf_template_render(t, &sc, err, sizeof(err));
 
@@ -257,8 +258,10 @@ static void test_scope_chain(void **state)
         b = cJSON_Parse(outer);
         sc[0].obj = a;
         sc[0].next = &sc[1];
+        sc[0].at = 0;
         sc[1].obj = b;
         sc[1].next = NULL;
+        sc[1].at = 0;
         t = compile_ok("{{address.city}}");
         v = sf_template_render(t, sc, err, sizeof(err));
         assert_null(v);
@@ -476,7 +479,7 @@ static void test_filter_json_depth(void **state)
 {
         sf_template_t *t = compile_ok("{{j | json}}");
         char deep[200], doc[300], err[512];
-        sf_scope_t sc = {NULL, NULL};
+        sf_scope_t sc = {NULL, NULL, 0};
         cJSON *o, *v;
 
         (void)state;
@@ -528,6 +531,14 @@ static const struct {
     {"{{ a$b }}", 4, BAD_CHAR("'$'")},
     {"{{\xC3\xA4}}", 2, BAD_CHAR("byte 0xC3")},
     {"{{{a}}}", 2, BAD_CHAR("'{'")},
+    {"{{ key.@id }}", 7, "'@' may only begin a path, as in {{@key.id}}"},
+    {"{{@@event}}", 3, "'@' may only begin a path, as in {{@key.id}}"},
+    {"x {{ @evnt }}", 5,
+     "unknown name '@evnt' (syncfleet's names: @op, @event, @table, @key, "
+     "@before, @after, @event_id, @response, @status, @headers, @error)"},
+    {"{{@}}", 2,
+     "unknown name '@' (syncfleet's names: @op, @event, @table, @key, "
+     "@before, @after, @event_id, @response, @status, @headers, @error)"},
     {"{{a..b}}", 4, "empty segment in path 'a..b'"},
     {"{{.a}}", 2, "empty segment in path '.a'"},
     {"{{a.}}", 4, "empty segment in path 'a.'"},
@@ -617,6 +628,7 @@ static void test_urlencode(void **state)
         o = cJSON_Parse(doc);
         sc.obj = o;
         sc.next = NULL;
+        sc.at = 0;
         t = compile_ok("/x/{{p}}/{{n}}?q={{o}}");
         s = sf_template_render_str(t, &sc, SF_RENDER_URLENCODE, err,
                                    sizeof(err));
@@ -633,7 +645,7 @@ static void test_text_cap(void **state)
         size_t n = 600 * 1024;
         char *big = sf_malloc(n + 1);
         cJSON *o = cJSON_CreateObject();
-        sf_scope_t sc = {o, NULL};
+        sf_scope_t sc = {o, NULL, 0};
         sf_template_t *t;
         char err[256];
         char *s;
@@ -659,6 +671,95 @@ static void test_text_cap(void **state)
         cJSON_Delete(o);
 }
 
+/* Renders SRC with the record REC and syncfleet's names AT (both JSON
+ * texts), as the workers do: *ERR gets the error when it fails. */
+static char *render_at(const char *src, const char *rec, const char *at,
+                       char *err, size_t err_size)
+{
+        sf_template_t *t = compile_ok(src);
+        cJSON *r = cJSON_Parse(rec), *a = cJSON_Parse(at), *v;
+        sf_scope_t s_rec = {r, NULL, 0};
+        sf_scope_t s_at = {a, &s_rec, 1};
+        char *out = NULL;
+
+        assert_non_null(r);
+        assert_non_null(a);
+        err[0] = '\0';
+        v = sf_template_render(t, &s_at, err, err_size);
+        if (v) {
+                out = cJSON_PrintUnformatted(v);
+                cJSON_Delete(v);
+        }
+        cJSON_Delete(r);
+        cJSON_Delete(a);
+        sf_template_destroy(t);
+        return out;
+}
+
+static void check_at(const char *src, const char *rec, const char *at,
+                     const char *expect)
+{
+        char err[512];
+        char *out = render_at(src, rec, at, err, sizeof(err));
+
+        if (!out)
+                fail_msg("'%s' failed: %s", src, err);
+        if (strcmp(out, expect))
+                fail_msg("'%s' gave %s, expected %s", src, out, expect);
+        cJSON_free(out);
+}
+
+static void check_at_err(const char *src, const char *rec, const char *at,
+                         const char *expect)
+{
+        char err[512];
+        char *out = render_at(src, rec, at, err, sizeof(err));
+
+        if (out)
+                fail_msg("'%s' gave %s, expected error %s", src, out, expect);
+        assert_string_equal(err, expect);
+}
+
+/* A plain path reads the record whatever its fields are called; @name
+ * reads syncfleet's names and nothing else. */
+static void test_at_names(void **state)
+{
+        const char *row = "{\"id\":7,\"status\":\"open\",\"event\":\"fair\","
+                          "\"table\":\"t3\",\"op\":\"sum\",\"@event\":\"x\","
+                          "\"key\":\"k\",\"event_id\":99}";
+        const char *at = "{\"op\":\"u\",\"event\":\"update\",\"table\":"
+                         "\"orders\",\"key\":{\"id\":7},\"before\":{\"x\":1},"
+                         "\"event_id\":\"sqlite:e:1\",\"status\":201}";
+
+        (void)state;
+        check_at("{{status}}", row, at, "\"open\"");
+        check_at("{{event}}", row, at, "\"fair\"");
+        check_at("{{table}}", row, at, "\"t3\"");
+        check_at("{{op}}", row, at, "\"sum\"");
+        check_at("{{key}}", row, at, "\"k\"");
+        check_at("{{event_id}}", row, at, "99");
+        check_at("{{@event}}", row, at, "\"update\"");
+        check_at("{{@table}}", row, at, "\"orders\"");
+        check_at("{{@op}}", row, at, "\"u\"");
+        check_at("{{@key.id}}", row, at, "7");
+        check_at("{{@before.x}}", row, at, "1");
+        check_at("{{@event_id}}", row, at, "\"sqlite:e:1\"");
+        check_at("{{@status}}", row, at, "201");
+        check_at("{{ @event | upper }}/{{event|upper}}", row, at,
+                 "\"UPDATE/FAIR\"");
+        /* Neither side falls back to the other. */
+        check_at_err("{{@after.id}}", row, at,
+                     "missing field '@after.id' in \"{{@after.id}}\"");
+        check_at_err("{{headers.x}}", row, "{\"headers\":{\"x\":1}}",
+                     "missing field 'headers.x' in \"{{headers.x}}\" "
+                     "(syncfleet's own names start with @: {{@headers.x}})");
+        check_at_err("{{before.x}}", "{\"id\":1}", at,
+                     "missing field 'before.x' in \"{{before.x}}\" "
+                     "(syncfleet's own names start with @: {{@before.x}})");
+        check_at_err("{{city}}", "{\"id\":1}", at,
+                     "missing field 'city' in \"{{city}}\"");
+}
+
 typedef struct refs {
         char buf[512];
 } refs_t;
@@ -672,15 +773,27 @@ static void collect_ref(const char *path, void *opaque)
         strcat(r->buf, path);
 }
 
+static void collect_ref_at(const char *path, size_t offset, void *opaque)
+{
+        refs_t *r = opaque;
+        size_t n = strlen(r->buf);
+
+        snprintf(r->buf + n, sizeof(r->buf) - n, "%s%s@%zu", n ? "," : "", path,
+                 offset);
+}
+
 static void test_refs(void **state)
 {
         sf_template_t *t = compile_ok(
-            "{{a}} x {{ key.id | lower }}{{lines.0.qty|number}} {{a}}");
+            "{{a}} x {{ @key.id | lower }}{{lines.0.qty|number}} {{a}}");
         refs_t r = {""};
 
         (void)state;
         sf_template_refs(t, collect_ref, &r);
-        assert_string_equal(r.buf, "a,key.id,lines.0.qty,a");
+        assert_string_equal(r.buf, "a,@key.id,lines.0.qty,a");
+        r.buf[0] = '\0';
+        sf_template_refs_at(t, collect_ref_at, &r);
+        assert_string_equal(r.buf, "a@0,@key.id@8,lines.0.qty@29,a@52");
         sf_template_destroy(t);
         t = compile_ok("no refs");
         r.buf[0] = '\0';
@@ -697,6 +810,7 @@ int main(void)
             cmocka_unit_test(test_number_text),
             cmocka_unit_test(test_paths),
             cmocka_unit_test(test_scope_chain),
+            cmocka_unit_test(test_at_names),
             cmocka_unit_test(test_missing_field),
             cmocka_unit_test(test_filters),
             cmocka_unit_test(test_filter_errors),
