@@ -434,10 +434,12 @@ static void cfg_state_dir(sf_cfgctx_t *c, yaml_node_t *n)
         sf_config_t *cfg = c->cfg;
         char *dir = NULL;
 
-        if (!sf_cfg_str(c, n, "state_dir", &dir))
+        if (!sf_cfg_str(c, n, "state_dir", &dir)) {
                 cfg->state_dir = sf_cfg_resolve(cfg->dir, dir);
-        else if (cfg->name)
+                cfg->state_dir_given = 1;
+        } else if (cfg->name) {
                 cfg->state_dir = cfg_default_state_dir(cfg->dir, cfg->name);
+        }
         free(dir);
 }
 

@@ -251,6 +251,7 @@ typedef struct sf_config {
          * default DIR/.syncfleet/NAME (characters of NAME other than
          * letters, digits, '.', '_' and '-' become '_'). Absolute. */
         char *state_dir;
+        int state_dir_given; /* state_dir was written in the file */
         sf_kafka_cfg_t kafka;
         sf_source_cfg_t source;
         sf_table_cfg_t *tables;

@@ -1,12 +1,8 @@
 /*
- * The worker's lifecycle, intake, per-key ordering, retry heap and DLQ.
- *
- * Ordering: every record joins the queue of its key (action + root record).
- * Only the head of a queue runs; the next starts when the head is finished
- * (accepted by the target, or dead-lettered and that delivered). A head
- * that must be retried waits in the retry heap and keeps its queue blocked,
- * so changes to one record reach the target in source order while other
- * records carry on.
+ * The worker's lifecycle, intake and DLQ: the Kafka side of running
+ * outbound records. What runs when (per-key order, retries, circuits) is
+ * the scheduler's (scheduler.c); running one record is worker_exec.c; the
+ * parking store while a connector is down is worker_park.c.
  */
 #include "worker_int.h"
 
@@ -16,189 +12,93 @@
 
 #include "log.h"
 
-#define SF_WORKER_MAX_JOBS  5000 /* records held before intake pauses */
-#define SF_WORKER_DLQ_RETRY 1000
+#define SF_WORKER_MAX_JOBS   5000 /* records held before intake pauses */
+#define SF_WORKER_DLQ_RETRY  1000
+#define SF_WORKER_NONE_SLOTS 64 /* unreadable records dead-lettered at once */
 
-/* --- retry heap ------------------------------------------------------- */
-
-static void sf_heap_swap(sf_worker_t *w, size_t a, size_t b)
-{
-        sf_job_t *t = w->heap[a];
-
-        w->heap[a] = w->heap[b];
-        w->heap[b] = t;
-        w->heap[a]->heap_idx = a;
-        w->heap[b]->heap_idx = b;
-}
-
-static void sf_heap_up(sf_worker_t *w, size_t i)
-{
-        while (i > 0) {
-                size_t p = (i - 1) / 2;
-
-                if (w->heap[p]->retry_at_ms <= w->heap[i]->retry_at_ms)
-                        break;
-                sf_heap_swap(w, p, i);
-                i = p;
-        }
-}
-
-static void sf_heap_down(sf_worker_t *w, size_t i)
-{
-        for (;;) {
-                size_t l = 2 * i + 1, r = l + 1, m = i;
-
-                if (l < w->heap_cnt &&
-                    w->heap[l]->retry_at_ms < w->heap[m]->retry_at_ms)
-                        m = l;
-                if (r < w->heap_cnt &&
-                    w->heap[r]->retry_at_ms < w->heap[m]->retry_at_ms)
-                        m = r;
-                if (m == i)
-                        return;
-                sf_heap_swap(w, i, m);
-                i = m;
-        }
-}
-
-static void sf_heap_push(sf_worker_t *w, sf_job_t *job)
-{
-        if (w->heap_cnt == w->heap_cap) {
-                w->heap_cap = w->heap_cap ? w->heap_cap * 2 : 64;
-                w->heap = sf_realloc(w->heap, w->heap_cap * sizeof(*w->heap));
-        }
-        job->heap_idx = w->heap_cnt;
-        w->heap[w->heap_cnt++] = job;
-        sf_heap_up(w, job->heap_idx);
-}
-
-static void sf_heap_remove(sf_worker_t *w, sf_job_t *job)
-{
-        size_t i = job->heap_idx;
-
-        if (i >= w->heap_cnt || w->heap[i] != job)
-                return;
-        w->heap_cnt--;
-        if (i != w->heap_cnt) {
-                w->heap[i] = w->heap[w->heap_cnt];
-                w->heap[i]->heap_idx = i;
-                sf_heap_down(w, i);
-                sf_heap_up(w, i);
-        }
-}
-
-/* --- per-key queues --------------------------------------------------- */
-
-static void sf_keyq_pop(sf_worker_t *w, sf_keyq_t *q)
-{
-        sf_job_t *job = q->head;
-
-        q->head = job->next;
-        if (!q->head) {
-                q->tail = NULL;
-                sf_map_remove(w->keys, q->key);
-                free(q->key);
-                free(q);
-        }
-        sf_job_free(job);
-        w->jobs--;
-}
+/* --- finishing records -------------------------------------------------- */
 
 void sf_worker_job_finished(sf_worker_t *w, sf_job_t *job)
 {
-        sf_keyq_t *q = job->q;
-        char *key = sf_strdup(q->key);
-
-        if (!job->abandoned)
+        if (job->park_id)
+                sf_worker_park_done(w, job);
+        else if (!job->item.abandoned)
                 sf_consumer_done(w->consumer, &job->ref);
-        w->ok++;
-        sf_keyq_pop(w, q);
-        /* the queue may be gone with its last job */
-        q = sf_map_get(w->keys, key);
-        if (q && q->head && !w->stopping)
-                sf_job_start(w, q->head);
-        free(key);
+        sf_sched_remove(w->sched, &job->item);
+        sf_job_free(job);
 }
 
-void sf_worker_job_retry(sf_worker_t *w, sf_job_t *job, int64_t delay_ms)
+void sf_worker_job_dropped(sf_worker_t *w, sf_job_t *job)
 {
-        job->state = SF_JOB_WAITING;
-        job->retry_at_ms = sf_mono_ms() + delay_ms;
-        w->retried++;
-        sf_heap_push(w, job);
+        sf_sched_remove(w->sched, &job->item);
+        sf_job_free(job);
 }
 
-/* --- DLQ -------------------------------------------------------------- */
+/* --- DLQ ---------------------------------------------------------------- */
 
-static sf_delivery_cb sf_worker_on_delivery;
-
-/* Stored durably (the embedded broker's store), the job is done at once,
- * as its delivery report would make it; sent to the DLQ topic, the report
- * does it. When neither works the job waits in the heap and comes back.
- * Finishing a job starts the next of its key, which may be dead-lettered at
- * once as well: past a few such levels the stored job is finished from the
- * heap instead, so a long queue of records that all fail cannot exhaust
- * the stack. */
-static void sf_worker_dlq_send(sf_worker_t *w, sf_job_t *job)
+/* The one place a record is handed to the dead-letter store. Returns 0
+ * when the store will report later (sf_worker_on_delivery), 1 when the
+ * record is durably stored already, -1 with errstr when it was not taken
+ * (try again later). Everything around it copes with each of the three. */
+static int sf_worker_dlq_send(sf_worker_t *w, sf_job_t *job, char *errstr,
+                              size_t errstr_size)
 {
-        enum { max_depth = 16 };
-        static _Thread_local int depth;
-        char errstr[512];
         sf_dead_letter_t dl;
         int rc;
 
-        if (!job->dlq_stored) {
-                memset(&dl, 0, sizeof(dl));
-                dl.origin_topic = w->topic;
-                dl.partition = job->partition;
-                dl.offset = job->offset;
-                dl.key = job->rec_key;
-                dl.key_len = job->rec_key_len;
-                dl.value = job->rec_value;
-                dl.value_len = job->rec_value_len;
-                dl.headers = job->rec_headers;
-                dl.error = job->last_error ? job->last_error : "failed";
-                dl.stage = w->stage;
-                dl.attempts = job->attempts;
-                dl.action = job->action ? job->action->name : NULL;
-                dl.event_id = job->ob.event_id;
-                rc = sf_dlq_put(w->dlq, &dl, job, errstr, sizeof(errstr));
-                if (rc == SF_DLQ_PENDING)
-                        return;
-                if (rc < 0) {
-                        sf_warn(w->stage,
-                                "cannot enqueue for the DLQ, trying again: "
-                                "%s",
-                                errstr);
-                        job->state = SF_JOB_DEAD;
-                        job->retry_at_ms = sf_mono_ms() + SF_WORKER_DLQ_RETRY;
-                        sf_heap_push(w, job);
-                        return;
-                }
-                job->dlq_stored = 1;
+        memset(&dl, 0, sizeof(dl));
+        dl.origin_topic = job->origin_topic;
+        dl.partition = job->partition;
+        dl.offset = job->offset;
+        dl.key = job->rec_key;
+        dl.key_len = job->rec_key_len;
+        dl.value = job->rec_value;
+        dl.value_len = job->rec_value_len;
+        dl.headers = job->rec_headers;
+        dl.error = job->last_error ? job->last_error : "failed";
+        dl.stage = w->stage;
+        dl.attempts = job->item.attempts;
+        dl.action = job->action ? job->action->name : NULL;
+        dl.event_id = job->ob.event_id;
+        rc = sf_dlq_put(w->dlq, &dl, job, errstr, errstr_size);
+        if (rc < 0)
+                return -1;
+        return rc == SF_DLQ_STORED ? 1 : 0;
+}
+
+/* JOB is in the dead-letter store: finished. */
+static void sf_worker_dlq_done(sf_worker_t *w, sf_job_t *job)
+{
+        sf_worker_job_finished(w, job);
+}
+
+/* Hands JOB (DEAD) to the DLQ; JOB may be gone when this returns. */
+static void sf_worker_dlq_try(sf_worker_t *w, sf_job_t *job)
+{
+        char errstr[256];
+        int rc = sf_worker_dlq_send(w, job, errstr, sizeof(errstr));
+
+        if (rc < 0) {
+                sf_warn(w->stage,
+                        "cannot hand a record to the DLQ, trying "
+                        "again: %s",
+                        errstr);
+                sf_sched_dead_later(w->sched, &job->item, SF_WORKER_DLQ_RETRY,
+                                    sf_mono_ms());
+        } else if (rc > 0) {
+                sf_worker_dlq_done(w, job);
         }
-        if (depth >= max_depth) {
-                job->state = SF_JOB_DEAD;
-                job->retry_at_ms = sf_mono_ms();
-                sf_heap_push(w, job);
-                return;
-        }
-        depth++;
-        sf_worker_on_delivery(w, job, RD_KAFKA_RESP_ERR_NO_ERROR);
-        depth--;
 }
 
 void sf_worker_job_dead(sf_worker_t *w, sf_job_t *job, const char *reason)
 {
         free(job->last_error);
         job->last_error = sf_strdup(reason);
-        job->state = SF_JOB_DEAD;
-        if (job->attempts == 0)
-                job->attempts = 1; /* it was tried once: it did not parse */
         w->dead++;
-        sf_warn(w->stage, "%s [%d] offset %lld to the DLQ: %s", w->topic,
-                (int)job->partition, (long long)job->offset, reason);
-        sf_worker_dlq_send(w, job);
+        sf_warn(w->stage, "%s [%d] offset %lld to the DLQ: %s",
+                job->origin_topic, (int)job->partition, (long long)job->offset,
+                reason);
+        sf_worker_dlq_try(w, job);
 }
 
 static void sf_worker_on_delivery(void *cb_arg, void *opaque,
@@ -208,36 +108,32 @@ static void sf_worker_on_delivery(void *cb_arg, void *opaque,
         sf_job_t *job = opaque;
 
         if (!w->consumer)
-                return; /* shutting down: its queue or the heap frees it */
+                return; /* shutting down: the scheduler's items are freed */
         if (err) {
                 sf_warn(w->stage, "DLQ delivery failed, trying again: %s",
                         rd_kafka_err2str(err));
-                job->retry_at_ms = sf_mono_ms() + SF_WORKER_DLQ_RETRY;
-                sf_heap_push(w, job);
+                sf_sched_dead_later(w->sched, &job->item, SF_WORKER_DLQ_RETRY,
+                                    sf_mono_ms());
                 return;
         }
-        if (job->q)
-                sf_worker_job_finished(w, job);
-        else {
-                /* a record that never had a key queue (unparsable) */
-                if (!job->abandoned)
-                        sf_consumer_done(w->consumer, &job->ref);
-                sf_job_free(job);
-                w->jobs--;
-        }
+        sf_worker_dlq_done(w, job);
 }
 
-/* --- intake ----------------------------------------------------------- */
+/* --- intake ------------------------------------------------------------- */
 
-static sf_job_t *sf_job_from_message(const rd_kafka_message_t *m,
+static sf_job_t *sf_job_from_message(sf_worker_t *w,
+                                     const rd_kafka_message_t *m,
                                      const sf_offset_ref_t *ref)
 {
         sf_job_t *job = sf_calloc(1, sizeof(*job));
         rd_kafka_headers_t *hdrs = NULL;
 
+        job->worker = w;
         job->ref = *ref;
+        job->origin_topic = sf_strdup(w->topic);
         job->partition = m->partition;
         job->offset = m->offset;
+        job->item.partition = m->partition;
         /* a record without a key goes to the DLQ without one */
         job->rec_key = m->key ? sf_strndup(m->key, m->key_len) : NULL;
         job->rec_key_len = m->key ? m->key_len : 0;
@@ -248,23 +144,28 @@ static sf_job_t *sf_job_from_message(const rd_kafka_message_t *m,
         return job;
 }
 
+/* A record that cannot be read goes to the DLQ at once, in no key. */
+static void sf_worker_reject(sf_worker_t *w, sf_job_t *job, const char *why)
+{
+        sf_sched_add(w->sched, &job->item, NULL, w->none_circuit, 0,
+                     sf_mono_ms());
+        sf_sched_give_up(w->sched, &job->item);
+        sf_worker_job_dead(w, job, why);
+}
+
 static void sf_worker_intake(sf_worker_t *w, rd_kafka_message_t *m,
                              const sf_offset_ref_t *ref)
 {
-        sf_job_t *job = sf_job_from_message(m, ref);
+        sf_job_t *job = sf_job_from_message(w, m, ref);
         char errstr[512];
-        char *qkey;
-        sf_keyq_t *q;
 
-        job->worker = w;
-        w->jobs++;
         if (m->len + m->key_len > SF_MAX_RECORD_BYTES) {
-                sf_worker_job_dead(w, job, "record larger than 8 MiB");
+                sf_worker_reject(w, job, "record larger than 8 MiB");
                 return;
         }
         if (sf_outbound_parse(m->payload, m->len, &job->ob, errstr,
                               sizeof(errstr))) {
-                sf_worker_job_dead(w, job, errstr);
+                sf_worker_reject(w, job, errstr);
                 return;
         }
         job->action = sf_config_action(w->cfg, job->ob.action);
@@ -274,95 +175,146 @@ static void sf_worker_intake(sf_worker_t *w, rd_kafka_message_t *m,
                          w->kind == SF_KIND_MESSAGE ? "message"
                                                     : "web service action",
                          job->ob.action);
-                sf_worker_job_dead(w, job, errstr);
+                sf_worker_reject(w, job, errstr);
                 return;
         }
         /* Order is kept per action and root record, as the record itself
          * names them, whatever key the record was produced with. */
-        qkey = sf_outbound_key_json(&job->ob);
-        q = sf_map_get(w->keys, qkey);
-        if (!q) {
-                q = sf_calloc(1, sizeof(*q));
-                q->key = qkey;
-                qkey = NULL;
-                sf_map_set(w->keys, q->key, q);
-        }
-        free(qkey);
-        job->q = q;
-        if (q->tail) {
-                q->tail->next = job;
-                q->tail = job;
+        job->qkey = sf_outbound_key_json(&job->ob);
+        if (sf_worker_parks_record(w, job->action, job->qkey)) {
+                sf_worker_park_add(w, job);
                 return;
         }
-        q->head = q->tail = job;
-        sf_job_start(w, job);
+        sf_sched_add(w->sched, &job->item, job->qkey,
+                     sf_worker_step_circuit(w, job->action, SF_STEP_MAIN), 0,
+                     sf_mono_ms());
 }
 
-/* Partitions taken away: records of theirs that have not started are
+/* Partitions taken away: records of theirs that are not running are
  * dropped (the new owner runs them); running ones finish but store
- * nothing. */
-typedef struct sf_revoke_ctx {
-        sf_worker_t *w;
-        const rd_kafka_topic_partition_list_t *parts;
-        sf_keyq_t **drop;
-        size_t cnt, cap;
-} sf_revoke_ctx_t;
-
-static int sf_revoked(const rd_kafka_topic_partition_list_t *parts,
-                      const char *topic, int32_t partition)
+ * nothing. Records claimed back from the parking store are no
+ * partition's. */
+static int sf_revoked_partition(void *opaque, int32_t partition)
 {
+        const rd_kafka_topic_partition_list_t *parts = opaque;
+
         for (int i = 0; i < parts->cnt; i++)
-                if (parts->elems[i].partition == partition &&
-                    !strcmp(parts->elems[i].topic, topic))
+                if (parts->elems[i].partition == partition)
                         return 1;
         return 0;
 }
 
-static int sf_collect_revoked(void *opaque, const char *key, void *value)
+typedef struct sf_revoke_ctx {
+        sf_worker_t *w;
+        rd_kafka_topic_partition_list_t *mine; /* of our topic */
+} sf_revoke_ctx_t;
+
+static int sf_revoked_item(void *opaque, const sf_sched_item_t *it)
 {
         sf_revoke_ctx_t *c = opaque;
-        sf_keyq_t *q = value;
+        const sf_job_t *job = (const sf_job_t *)it;
 
-        (void)key;
-        if (!sf_revoked(c->parts, c->w->topic, q->head->partition))
-                return 0;
-        if (c->cnt == c->cap) {
-                c->cap = c->cap ? c->cap * 2 : 32;
-                c->drop = sf_realloc(c->drop, c->cap * sizeof(*c->drop));
-        }
-        c->drop[c->cnt++] = q;
-        return 0;
+        return !job->park_id && it->partition >= 0 &&
+               sf_revoked_partition(c->mine, it->partition);
+}
+
+static void sf_dropped_item(void *opaque, sf_sched_item_t *it)
+{
+        (void)opaque;
+        sf_job_free(sf_job_of(it));
 }
 
 static void sf_worker_on_revoke(void *opaque,
                                 const rd_kafka_topic_partition_list_t *parts)
 {
-        sf_revoke_ctx_t c = {.w = opaque, .parts = parts};
+        sf_revoke_ctx_t c = {.w = opaque};
         sf_worker_t *w = c.w;
 
-        sf_map_each(w->keys, sf_collect_revoked, &c);
-        for (size_t i = 0; i < c.cnt; i++) {
-                sf_keyq_t *q = c.drop[i];
-
-                /* everything behind the head goes */
-                while (q->head->next) {
-                        sf_job_t *j = q->head->next;
-
-                        q->head->next = j->next;
-                        sf_job_free(j);
-                        w->jobs--;
-                }
-                q->tail = q->head;
-                q->head->abandoned = 1;
-                if (q->head->state == SF_JOB_WAITING) {
-                        sf_heap_remove(w, q->head);
-                        sf_keyq_pop(w, q);
-                }
-        }
-        free(c.drop);
+        c.mine = rd_kafka_topic_partition_list_new(parts->cnt);
+        for (int i = 0; i < parts->cnt; i++)
+                if (!strcmp(parts->elems[i].topic, w->topic))
+                        rd_kafka_topic_partition_list_add(
+                            c.mine, w->topic, parts->elems[i].partition);
+        sf_sched_revoke(w->sched, sf_revoked_item, sf_dropped_item, &c);
+        sf_worker_park_revoke(w, sf_revoked_partition, c.mine);
+        rd_kafka_topic_partition_list_destroy(c.mine);
 }
 
-/* --- lifecycle -------------------------------------------------------- */
+/* --- circuits ----------------------------------------------------------- */
+
+int sf_worker_circuit(const sf_worker_t *w, const sf_connector_cfg_t *c)
+{
+        return (int)(c - w->cfg->connectors);
+}
+
+int sf_worker_step_circuit(const sf_worker_t *w, const sf_action_cfg_t *a,
+                           sf_step_t step)
+{
+        const sf_mapping_t *mapping;
+
+        return sf_worker_circuit(w, sf_render_target(a, step, &mapping)->conn);
+}
+
+static void sf_worker_events(sf_worker_t *w)
+{
+        sf_sched_event_t ev;
+
+        while (sf_sched_event(w->sched, &ev)) {
+                const sf_connector_cfg_t *c = &w->cfg->connectors[ev.circuit];
+                sf_conn_slot_t *slot = &w->conns[ev.circuit];
+
+                if (ev.open) {
+                        sf_warn(w->stage,
+                                "connector %s is down: circuit open after %d "
+                                "failed requests in a row, the last: %s; one "
+                                "probe at a time until it answers, its "
+                                "records %s, their attempts not counted",
+                                c->name, SF_SCHED_OPEN_AFTER, ev.reason,
+                                w->park ? "parked" : "wait in memory");
+                        slot->parked = 0;
+                        slot->opened_ms = sf_mono_ms();
+                        if (w->park)
+                                sf_worker_park_evict(w, ev.circuit);
+                        continue;
+                }
+                sf_info(w->stage,
+                        "connector %s is up again: circuit closed after %.1f "
+                        "s open; meanwhile %zu records parked, %zu held "
+                        "in memory, %lu probes",
+                        c->name, (double)ev.open_ms / 1000.0, slot->parked,
+                        ev.waited, ev.probes);
+                slot->parked = 0;
+                if (w->park)
+                        sf_park_saw_working(w->park, c->name, sf_mono_ms());
+        }
+}
+
+/* Starts what the scheduler has due: records to run, records to hand to
+ * the DLQ again, and records for circuits that want a probe. */
+static void sf_worker_start_due(sf_worker_t *w)
+{
+        for (;;) {
+                int64_t now = sf_mono_ms();
+                sf_sched_item_t *it;
+                int c;
+
+                while ((it = sf_sched_next(w->sched, now))) {
+                        sf_job_t *job = sf_job_of(it);
+
+                        if (it->state == SF_SCHED_DEAD)
+                                sf_worker_dlq_try(w, job);
+                        else
+                                sf_job_start(w, job);
+                        now = sf_mono_ms();
+                }
+                c = sf_sched_starved(w->sched, now);
+                if (c < 0)
+                        return;
+                sf_worker_park_feed(w, c);
+        }
+}
+
+/* --- lifecycle ---------------------------------------------------------- */
 
 sf_conn_slot_t *sf_worker_conn(sf_worker_t *w, const sf_connector_cfg_t *c)
 {
@@ -389,12 +341,63 @@ sf_conn_slot_t *sf_worker_conn(sf_worker_t *w, const sf_connector_cfg_t *c)
         return slot;
 }
 
+/* SYNCFLEET_WORKER_MAX_HELD (not documented for users) lowers the number of
+ * records held before intake pauses, so tests reach it quickly. */
+static size_t sf_worker_max_held(void)
+{
+        const char *v = getenv("SYNCFLEET_WORKER_MAX_HELD");
+        long n = v ? strtol(v, NULL, 10) : 0;
+
+        return n >= 2 && n <= SF_WORKER_MAX_JOBS ? (size_t)n
+                                                 : SF_WORKER_MAX_JOBS;
+}
+
+static sf_sched_t *sf_worker_sched_new(sf_worker_t *w)
+{
+        const sf_config_t *cfg = w->cfg;
+        sf_sched_circuit_cfg_t *cc =
+            sf_calloc(cfg->connector_cnt + 1, sizeof(*cc));
+        sf_sched_t *s;
+
+        for (size_t i = 0; i < cfg->connector_cnt; i++) {
+                const sf_connector_cfg_t *c = &cfg->connectors[i];
+
+                cc[i].max_in_flight = c->max_in_flight;
+                cc[i].max_attempts = c->retry.max_attempts;
+                cc[i].initial_backoff_ms = c->retry.initial_backoff_ms;
+                cc[i].max_backoff_ms = c->retry.max_backoff_ms;
+        }
+        w->none_circuit = (int)cfg->connector_cnt;
+        cc[w->none_circuit].max_in_flight = SF_WORKER_NONE_SLOTS;
+        cc[w->none_circuit].max_attempts = 1;
+        s = sf_sched_new(cc, cfg->connector_cnt + 1, sf_worker_max_held(),
+                         w->seed);
+        free(cc);
+        return s;
+}
+
+static void sf_worker_park_report(void *opaque, const char *action,
+                                  int64_t rows)
+{
+        sf_worker_t *w = opaque;
+        const sf_action_cfg_t *a = sf_config_action(w->cfg, action);
+
+        if (!a)
+                sf_warn(w->stage,
+                        "%lld parked records of action %s, which the "
+                        "pipeline no longer has, stay in %s",
+                        (long long)rows, action, sf_park_path(w->park));
+        else if (a->kind == w->kind)
+                sf_info(w->stage, "%s: %lld parked records to deliver first",
+                        action, (long long)rows);
+}
+
 sf_worker_t *sf_worker_new(const sf_config_t *cfg, const char *bootstraps,
                            sf_action_kind_t kind, const char *client_id,
                            char *errstr, size_t errstr_size)
 {
         sf_worker_t *w = sf_calloc(1, sizeof(*w));
-        char *group;
+        char *group, *park_path;
         const char *topics[1];
 
         w->cfg = cfg;
@@ -403,10 +406,22 @@ sf_worker_t *sf_worker_new(const sf_config_t *cfg, const char *bootstraps,
         w->stage = kind == SF_KIND_MESSAGE ? "message" : "webservice";
         w->topic = kind == SF_KIND_MESSAGE ? cfg->topic_outbound_message
                                            : cfg->topic_outbound_webservice;
-        w->keys = sf_map_new();
         w->conns = sf_calloc(cfg->connector_cnt ? cfg->connector_cnt : 1,
                              sizeof(*w->conns));
+        w->claimed =
+            sf_calloc(cfg->action_cnt ? cfg->action_cnt : 1, sizeof(size_t));
         w->seed = (unsigned int)(sf_now_ms() ^ (intptr_t)w);
+        w->sched = sf_worker_sched_new(w);
+        park_path = sf_worker_park_path(cfg);
+        if (park_path) {
+                w->park = sf_park_open(park_path, errstr, errstr_size);
+                free(park_path);
+                if (!w->park) {
+                        sf_worker_destroy(w);
+                        return NULL;
+                }
+                sf_park_each_action(w->park, sf_worker_park_report, w);
+        }
         topics[0] = w->topic;
         group = sf_asprintf("%s.%s", cfg->kafka.topic_prefix,
                             kind == SF_KIND_MESSAGE ? "message-workers"
@@ -453,48 +468,37 @@ static void sf_worker_poll_conns(sf_worker_t *w, int timeout_ms)
         }
 }
 
-static void sf_worker_run_due(sf_worker_t *w)
+/* Intake pauses while the scheduler holds its cap, and while a batch of
+ * records could not be parked. */
+static void sf_worker_backpressure(sf_worker_t *w)
 {
-        int64_t now = sf_mono_ms();
+        int pause = sf_sched_intake_paused(w->sched) || w->park_retry_at;
 
-        while (w->heap_cnt && w->heap[0]->retry_at_ms <= now) {
-                sf_job_t *job = w->heap[0];
-
-                sf_heap_remove(w, job);
-                if (job->state == SF_JOB_DEAD)
-                        sf_worker_dlq_send(w, job);
-                else if (!w->stopping)
-                        sf_job_start(w, job);
-                else
-                        sf_heap_push(w, job); /* put back; dropped later */
-                if (w->stopping)
-                        break;
+        if (pause != w->paused) {
+                sf_consumer_pause(w->consumer, pause);
+                w->paused = pause;
         }
 }
 
 int sf_worker_run(sf_worker_t *w, int grace_ms, char *errstr,
                   size_t errstr_size)
 {
-        int64_t deadline, last_report = sf_mono_ms();
+        int64_t last_report = sf_mono_ms();
 
         (void)errstr;
         (void)errstr_size;
-        sf_info(w->stage, "consuming %s", w->topic);
+        sf_info(w->stage, "consuming %s%s%s", w->topic,
+                w->park ? "; records of a down connector are parked in " : "",
+                w->park ? sf_park_path(w->park) : "");
         while (!sf_should_stop()) {
                 int got = 0, timeout;
-                int64_t next_due;
+                int64_t due;
 
-                if (!w->paused && w->jobs >= SF_WORKER_MAX_JOBS) {
-                        sf_consumer_pause(w->consumer, 1);
-                        w->paused = 1;
-                } else if (w->paused && w->jobs < SF_WORKER_MAX_JOBS / 2) {
-                        sf_consumer_pause(w->consumer, 0);
-                        w->paused = 0;
-                }
-                for (int i = 0; i < 500; i++) {
+                sf_worker_backpressure(w);
+                for (int i = 0; i < 500 && !w->park_retry_at; i++) {
                         sf_offset_ref_t ref;
-                        int idle =
-                            !w->jobs && !sf_producer_outstanding(w->producer);
+                        int idle = !sf_sched_held(w->sched) &&
+                                   !sf_producer_outstanding(w->producer);
                         rd_kafka_message_t *m = sf_consumer_poll(
                             w->consumer, i == 0 && idle ? 50 : 0, &ref);
 
@@ -504,64 +508,81 @@ int sf_worker_run(sf_worker_t *w, int grace_ms, char *errstr,
                         sf_worker_intake(w, m, &ref);
                         rd_kafka_message_destroy(m);
                 }
-                sf_worker_run_due(w);
+                if (w->park_cnt && sf_mono_ms() >= w->park_retry_at)
+                        sf_worker_park_commit(w);
+                if (w->park)
+                        sf_worker_park_drain(w);
+                sf_worker_start_due(w);
+                sf_worker_events(w);
                 timeout = got ? 0 : 10;
-                if (w->heap_cnt) {
-                        next_due = w->heap[0]->retry_at_ms - sf_mono_ms();
-                        if (next_due < timeout)
-                                timeout = next_due < 0 ? 0 : (int)next_due;
-                }
+                due = sf_sched_next_due(w->sched, sf_mono_ms());
+                if (due >= 0 && due < timeout)
+                        timeout = (int)due;
                 if (sf_worker_pending(w))
                         sf_worker_poll_conns(w, timeout);
                 sf_producer_poll(w->producer, 0);
+                sf_worker_events(w);
+                if (w->park)
+                        sf_worker_park_flush(w);
                 if (sf_mono_ms() - last_report >= 30000) {
                         sf_info(w->stage,
                                 "%llu done, %llu retries, %llu to the DLQ, "
-                                "%zu held",
+                                "%llu parked, %zu held",
                                 (unsigned long long)w->ok,
                                 (unsigned long long)w->retried,
-                                (unsigned long long)w->dead, w->jobs);
+                                (unsigned long long)w->dead,
+                                (unsigned long long)w->parked,
+                                sf_sched_held(w->sched));
                         last_report = sf_mono_ms();
                 }
         }
         /* Shutdown: no intake, no new starts; requests on the wire and DLQ
          * records in flight may finish within the grace period. */
-        w->stopping = 1;
+        sf_sched_stop(w->sched, grace_ms, sf_mono_ms());
         sf_consumer_pause(w->consumer, 1);
-        deadline = sf_mono_ms() + grace_ms;
-        while (sf_mono_ms() < deadline &&
-               (sf_worker_pending(w) || sf_producer_outstanding(w->producer))) {
+        while (!sf_sched_stopped(w->sched, sf_mono_ms())) {
                 sf_worker_poll_conns(w, 20);
                 sf_producer_poll(w->producer, 0);
+                if (!sf_worker_pending(w) &&
+                    !sf_producer_outstanding(w->producer))
+                        break; /* what remains waits for nothing */
         }
-        sf_info(w->stage, "stopped: %llu done, %llu retries, %llu to the DLQ",
+        if (w->park)
+                sf_worker_park_flush(w);
+        sf_info(w->stage,
+                "stopped: %llu done, %llu retries, %llu to the DLQ, %llu "
+                "parked",
                 (unsigned long long)w->ok, (unsigned long long)w->retried,
-                (unsigned long long)w->dead);
+                (unsigned long long)w->dead, (unsigned long long)w->parked);
         return 0;
 }
 
-static int sf_free_keyq(void *opaque, const char *key, void *value)
+typedef struct sf_free_ctx {
+        sf_job_t **jobs;
+        size_t cnt, cap;
+} sf_free_ctx_t;
+
+static void sf_collect_key(void *opaque, const char *key, sf_sched_item_t *it)
 {
-        sf_keyq_t *q = value;
+        sf_free_ctx_t *c = opaque;
 
-        (void)opaque;
         (void)key;
-        while (q->head) {
-                sf_job_t *j = q->head;
-
-                q->head = j->next;
-                sf_job_free(j);
+        for (; it; it = sf_sched_key_next(it)) {
+                if (c->cnt == c->cap) {
+                        c->cap = c->cap ? c->cap * 2 : 64;
+                        c->jobs =
+                            sf_realloc(c->jobs, c->cap * sizeof(*c->jobs));
+                }
+                c->jobs[c->cnt++] = sf_job_of(it);
         }
-        free(q->key);
-        free(q);
-        return 0;
 }
 
 void sf_worker_destroy(sf_worker_t *w)
 {
+        sf_free_ctx_t c = {0};
+
         if (!w)
                 return;
-        w->stopping = 1;
         /* Connectors first: abandoned requests call back no more. */
         for (size_t i = 0; w->conns && i < w->cfg->connector_cnt; i++)
                 if (w->conns[i].conn)
@@ -572,14 +593,26 @@ void sf_worker_destroy(sf_worker_t *w)
         w->consumer = NULL;
         sf_producer_destroy(w->producer, 0);
         sf_dlq_close(w->dlq);
-        if (w->keys)
-                sf_map_each(w->keys, sf_free_keyq, NULL);
-        sf_map_destroy(w->keys);
-        /* jobs in the heap that belong to no queue (unparsable, DLQ) */
-        for (size_t i = 0; i < w->heap_cnt; i++)
-                if (!w->heap[i]->q)
-                        sf_job_free(w->heap[i]);
-        free(w->heap);
+        while (w->park_head) {
+                sf_job_t *j = w->park_head;
+
+                w->park_head = j->parking;
+                sf_job_free(j);
+        }
+        if (w->sched)
+                sf_sched_each_key(w->sched, sf_collect_key, &c);
+        for (size_t i = 0; i < c.cnt; i++) {
+                /* parked records held here go back for the next run */
+                if (c.jobs[i]->park_id && w->park)
+                        sf_park_release(w->park, c.jobs[i]->action->name, w,
+                                        c.jobs[i]->park_id,
+                                        c.jobs[i]->item.attempts);
+                sf_job_free(c.jobs[i]);
+        }
+        free(c.jobs);
+        sf_sched_destroy(w->sched);
+        sf_park_close(w->park);
+        free(w->claimed);
         free(w->conns);
         sf_source_db_close(w->db);
         free(w->bootstraps);

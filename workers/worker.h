@@ -6,7 +6,11 @@
  *
  * Records of one key (action + root record) run strictly one after the
  * other, in offset order, retries included; records of other keys run
- * concurrently, up to the connectors' max_in_flight.
+ * concurrently, up to the connectors' max_in_flight. A connector whose
+ * requests keep failing transiently is down: one probe at a time tests
+ * it, and its records' attempts stop counting (scheduler.h). Under the
+ * embedded broker its records wait in a parking store instead of memory,
+ * so records of other connectors keep flowing (worker_park.c).
  */
 #ifndef SF_WORKER_H
 #define SF_WORKER_H

@@ -2,7 +2,8 @@
  * Running one outbound record: load the record to export (the event image,
  * or the current data for query mode and redirected events), render the
  * mapping and the request against it, hand the request to the target
- * connector, and turn its outcome into finished, retry or DLQ.
+ * connector, and turn its outcome, as the scheduler judges it, into
+ * finished, the next step, or the DLQ.
  *
  * A web service action runs its request first; after a 2xx the response
  * step renders response.mapping with @response.* to response.target; when
@@ -17,8 +18,6 @@
 
 #include "log.h"
 
-#define SF_MAX_RETRY_AFTER_MS (3600 * 1000)
-
 void sf_job_free(sf_job_t *job)
 {
         if (!job)
@@ -31,6 +30,8 @@ void sf_job_free(sf_job_t *job)
         cJSON_Delete(job->scope_record);
         cJSON_Delete(job->reply);
         free(job->last_error);
+        free(job->qkey);
+        free(job->origin_topic);
         free(job);
 }
 
@@ -110,63 +111,66 @@ static int sf_job_to_error_step(sf_worker_t *w, sf_job_t *job, int http_status,
             job->step != SF_STEP_MAIN || !job->action->has_error)
                 return 0;
         cJSON_Delete(job->reply);
-        job->reply = sf_render_reply_error(http_status, message, job->attempts);
+        job->reply =
+            sf_render_reply_error(http_status, message, job->item.attempts);
         job->step = SF_STEP_ERROR;
-        job->attempts = 0;
-        sf_job_start(w, job);
+        sf_sched_step(w->sched, &job->item,
+                      sf_worker_step_circuit(w, job->action, SF_STEP_ERROR),
+                      sf_mono_ms());
         return 1;
 }
 
-static void sf_job_fail(sf_worker_t *w, sf_job_t *job, sf_status_t st,
-                        const char *error, int http_status,
-                        int64_t retry_after_ms)
+void sf_job_outcome(sf_worker_t *w, sf_job_t *job, sf_status_t st,
+                    int64_t retry_after_ms, const char *error, int http_status,
+                    int flags)
 {
-        const sf_mapping_t *mapping;
-        const sf_target_cfg_t *t =
-            sf_render_target(job->action, job->step, &mapping);
-        const sf_retry_cfg_t *rc = &t->conn->retry;
         char reason[768];
+        sf_sched_verdict_t v =
+            sf_sched_result(w->sched, &job->item, st, retry_after_ms, error,
+                            flags, sf_mono_ms());
 
-        /* Its partition moved to another worker, which runs the record
-         * again: retrying here would race that worker and dead-lettering
-         * would report a failure that is not final. */
-        if (job->abandoned) {
-                sf_debug(w->stage, "%s: dropped, its partition was revoked: %s",
-                         job->action->name, error);
+        switch (v) {
+        case SF_SCHED_DROP:
+                /* Its partition moved to another worker, which runs the
+                 * record again: retrying here would race that worker and
+                 * dead-lettering would report a failure that is not
+                 * final. */
+                sf_debug(w->stage, "%s: dropped, its partition was revoked%s%s",
+                         job->action ? job->action->name : "-",
+                         error ? ": " : "", error ? error : "");
+                sf_worker_job_dropped(w, job);
+                return;
+        case SF_SCHED_DONE:
+                w->ok++;
                 sf_worker_job_finished(w, job);
                 return;
-        }
-        free(job->last_error);
-        job->last_error = sf_strdup(error);
-        if (st == SF_RETRY && job->attempts < rc->max_attempts) {
-                int64_t delay = rc->initial_backoff_ms;
+        case SF_SCHED_RETRY:
+                w->retried++;
+                sf_debug(w->stage, "%s: try %d failed (%d counted): %s",
+                         job->action->name, job->item.failures,
+                         job->item.attempts, error ? error : "failed");
+                free(job->last_error);
+                job->last_error = sf_strdup(error ? error : "failed");
+                /* its key joins the parked records while the connector
+                 * is down, rather than wait in memory */
+                if (w->park && job->step == SF_STEP_MAIN && !job->reply) {
+                        char *qkey = sf_strdup(job->qkey);
 
-                for (int i = 1; i < job->attempts && delay < rc->max_backoff_ms;
-                     i++)
-                        delay *= 2;
-                if (delay > rc->max_backoff_ms)
-                        delay = rc->max_backoff_ms;
-                /* jitter in [delay/2, delay], so keys that failed together
-                 * do not come back together */
-                delay = delay / 2 + rand_r(&w->seed) % (delay / 2 + 1);
-                if (retry_after_ms >= 0)
-                        delay = retry_after_ms > SF_MAX_RETRY_AFTER_MS
-                                    ? SF_MAX_RETRY_AFTER_MS
-                                    : retry_after_ms;
-                sf_debug(w->stage, "%s: retry %d in %lld ms: %s",
-                         job->action->name, job->attempts, (long long)delay,
-                         error);
-                sf_worker_job_retry(w, job, delay);
+                        sf_worker_park_evict_key(w, job->action, qkey);
+                        free(qkey);
+                }
                 return;
+        case SF_SCHED_GIVE_UP:
+                break;
         }
         if (st == SF_RETRY)
                 snprintf(reason, sizeof(reason),
                          "%s: gave up after %d attempts: %s", job->action->name,
-                         job->attempts, error);
+                         job->item.attempts, error ? error : "failed");
         else
                 snprintf(reason, sizeof(reason), "%s: %s", job->action->name,
-                         error);
-        if (sf_job_to_error_step(w, job, http_status, error))
+                         error ? error : "failed");
+        if (sf_job_to_error_step(w, job, http_status, error ? error : ""))
                 return;
         sf_worker_job_dead(w, job, reason);
 }
@@ -182,35 +186,34 @@ void sf_job_start(sf_worker_t *w, sf_job_t *job)
         char errstr[512];
         int rc;
 
-        job->state = SF_JOB_RUNNING;
-        job->attempts++;
         rc = sf_job_load(w, job, errstr, sizeof(errstr));
         if (rc == -1) {
                 sf_debug(w->stage,
                          "%s: %s record no longer exists, nothing "
                          "to export",
                          job->action->name, job->ob.root_table);
-                sf_worker_job_finished(w, job);
+                sf_job_outcome(w, job, SF_OK, -1, NULL, 0, SF_SCHED_LOCAL);
                 return;
         }
         if (rc != SF_OK) {
-                sf_job_fail(w, job, (sf_status_t)rc, errstr, 0, -1);
+                sf_job_outcome(w, job, (sf_status_t)rc, -1, errstr, 0,
+                               SF_SCHED_LOCAL);
                 return;
         }
         if (sf_render(job->action, job->step, &job->ob, job->scope_record,
                       job->reply, &r, errstr, sizeof(errstr))) {
-                sf_job_fail(w, job, SF_FATAL, errstr, 0, -1);
+                sf_job_outcome(w, job, SF_FATAL, -1, errstr, 0, SF_SCHED_LOCAL);
                 return;
         }
         if (r.skip) {
-                sf_worker_job_finished(w, job);
+                sf_job_outcome(w, job, SF_OK, -1, NULL, 0, SF_SCHED_LOCAL);
                 return;
         }
         slot = sf_worker_conn(w, t->conn);
         if (!slot) {
                 sf_rendered_clear(&r);
-                sf_job_fail(w, job, SF_RETRY, "connector cannot be opened", 0,
-                            -1);
+                sf_job_outcome(w, job, SF_RETRY, -1,
+                               "connector cannot be opened", 0, SF_SCHED_LOCAL);
                 return;
         }
         memset(&req, 0, sizeof(req));
@@ -220,11 +223,11 @@ void sf_job_start(sf_worker_t *w, sf_job_t *job)
         req.method = r.method;
         req.path = r.path;
         req.body = r.body;
-        req.record_key = job->q ? job->q->key : NULL;
+        req.record_key = job->qkey;
         if (slot->ops->send(slot->conn, &req, sf_job_on_result, job, errstr,
                             sizeof(errstr))) {
                 sf_rendered_clear(&r);
-                sf_job_fail(w, job, SF_FATAL, errstr, 0, -1);
+                sf_job_outcome(w, job, SF_FATAL, -1, errstr, 0, SF_SCHED_LOCAL);
                 return;
         }
         sf_rendered_clear(&r);
@@ -235,22 +238,25 @@ static void sf_job_on_result(void *opaque, const sf_result_t *res)
 {
         sf_job_t *job = opaque;
         sf_worker_t *w = job->worker;
+        sf_sched_verdict_t v;
 
-        if (res->status == SF_OK) {
-                if (job->action->kind == SF_KIND_WEBSERVICE &&
-                    job->step == SF_STEP_MAIN && job->action->has_response) {
-                        cJSON_Delete(job->reply);
-                        job->reply = sf_render_reply_response(
-                            res->response, res->http_status,
-                            res->response_headers_json);
-                        job->step = SF_STEP_RESPONSE;
-                        job->attempts = 0;
-                        sf_job_start(w, job);
-                        return;
-                }
-                sf_worker_job_finished(w, job);
+        if (res->status != SF_OK || job->action->kind != SF_KIND_WEBSERVICE ||
+            job->step != SF_STEP_MAIN || !job->action->has_response) {
+                sf_job_outcome(w, job, res->status, res->retry_after_ms,
+                               res->error, res->http_status, 0);
                 return;
         }
-        sf_job_fail(w, job, res->status, res->error, res->http_status,
-                    res->retry_after_ms);
+        v = sf_sched_result(w->sched, &job->item, SF_OK, -1, NULL, 0,
+                            sf_mono_ms());
+        if (v == SF_SCHED_DROP) {
+                sf_worker_job_dropped(w, job);
+                return;
+        }
+        cJSON_Delete(job->reply);
+        job->reply = sf_render_reply_response(res->response, res->http_status,
+                                              res->response_headers_json);
+        job->step = SF_STEP_RESPONSE;
+        sf_sched_step(w->sched, &job->item,
+                      sf_worker_step_circuit(w, job->action, SF_STEP_RESPONSE),
+                      sf_mono_ms());
 }

@@ -280,13 +280,14 @@ class Receiver(_Service):
     """The sf-receiver binary ($SF_RECEIVER) on a free loopback port.
 
     rules: the receiver's answer rules (see tests/tools/receiver.c), or None
-    for 200 {"ok":true} to everything."""
+    for 200 {"ok":true} to everything. port: 0 for a free one, or the port
+    of a receiver stopped earlier, to bring a target back where it was."""
 
-    def __init__(self, rules=None, directory=None, name="receiver", binary=None):
+    def __init__(self, rules=None, directory=None, name="receiver", binary=None, port=0):
         super().__init__(directory)
         self.log_path = os.path.join(self.dir, name + ".jsonl")
         argv = [binary or env_path("SF_RECEIVER"), "--log", self.log_path,
-                "--port", "0", "--port-file", os.path.join(self.dir, name + ".port")]
+                "--port", str(port), "--port-file", os.path.join(self.dir, name + ".port")]
         if rules is not None:
             rules_path = os.path.join(self.dir, name + ".rules.json")
             with open(rules_path, "w", encoding="utf-8") as f:
@@ -497,10 +498,10 @@ class TestCase(unittest.TestCase):
         self.addCleanup(proc.terminate)
         return proc
 
-    def receiver(self, rules=None, name="receiver"):
+    def receiver(self, rules=None, name="receiver", port=0):
         """A Receiver stopped when the test ends; an exit status other than
         0 then (a crash, a sanitizer report) fails the test."""
-        rcv = Receiver(rules, directory=self.tmp.path, name=name)
+        rcv = Receiver(rules, directory=self.tmp.path, name=name, port=port)
         self._procs.append(rcv.proc)
         self.addCleanup(rcv.stop)
         return rcv

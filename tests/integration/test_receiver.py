@@ -1,9 +1,10 @@
 """sf-receiver answers on cue and logs every request it got.
 
 The other integration tests trust the receiver's log and rules; this test
-holds it to that: the logged fields, each way of choosing requests (times,
-nth, every, per path and per rule), each action (status, body, Retry-After,
-delay, drop), runtime rule replacement and the control endpoints.
+holds it to that: the logged fields (the count of requests in progress
+included), each way of choosing requests (times, nth, every, per path and
+per rule), each action (status, body, Retry-After, delay, drop), runtime
+rule replacement and the control endpoints.
 """
 
 import http.client
@@ -43,6 +44,7 @@ class ReceiverTest(sftest.TestCase):
         self.assertEqual(first["body"], '{"id":42,"name":"Ann"}')
         self.assertEqual(first["body_size"], len(first["body"]))
         self.assertEqual(first["status"], 200)
+        self.assertEqual([r["active"] for r in reqs], [1, 1, 1])
         self.assertEqual(first["headers"]["content-type"], "application/json")
         self.assertEqual(first["headers"]["x-request-id"], "Abc-1")
         self.assertEqual(first["headers"]["idempotency-key"], "ev-42")
@@ -126,7 +128,12 @@ class ReceiverTest(sftest.TestCase):
         self.assertLess(fast_seconds, 0.5, "a delayed request held up another one")
         self.assertEqual(slow["status"], 202)
         self.assertGreaterEqual(slow["seconds"], 1.5)
-        self.assertEqual([r["path"] for r in rcv.requests()], ["/slow", "/fast"])
+        self.assertEqual([(r["path"], r["active"]) for r in rcv.requests()],
+                         [("/slow", 1), ("/fast", 2)],
+                         "active counts the requests in progress when one arrives")
+        http_request(rcv.url + "/after")
+        self.assertEqual(rcv.requests()[-1]["active"], 1,
+                         "an answered request no longer counts as active")
 
     def test_drop_closes_without_answer(self):
         rcv = self.receiver([{"path": "/gone", "drop": True}])
@@ -137,6 +144,7 @@ class ReceiverTest(sftest.TestCase):
         self.assertEqual(http_request(rcv.url + "/after")[0], 200)
         reqs = rcv.requests()
         self.assertEqual([(r["path"], r["status"]) for r in reqs], [("/gone", 0), ("/after", 200)])
+        self.assertEqual(reqs[1]["active"], 1, "a dropped request no longer counts as active")
 
     def test_rules_replaced_at_runtime(self):
         rcv = self.receiver([{"path": "/p", "times": 2, "status": 500}])

@@ -105,10 +105,11 @@ class SettledTest(sftest.TestCase):
         return by_id
 
     def test_sigterm_with_work_pending_loses_nothing(self):
-        """The target answers 503 to everything; 400 changes are made,
-        every one is tried; SIGTERM; the log rows are all still there; the
-        restart with a healthy target delivers every change."""
-        rcv = self.receiver([{"path": "/customers/*", "status": 503, "scope": "rule"}])
+        """A slow target (2 s an answer, 4 at a time) has 400 changes
+        waiting; SIGTERM; all but what it accepted are still in the
+        source's log; the restart with a fast target delivers every
+        change."""
+        rcv = self.receiver([{"path": "/customers/*", "delay_ms": 2000}])
         config, db = self.pipeline("pending", rcv.url)
         writer = sftest.ChangeWriter(db, 7)
         self.addCleanup(writer.close)
@@ -116,15 +117,16 @@ class SettledTest(sftest.TestCase):
         writer.wait_capturing(run)
         writer.insert(IDS)
         writer.random_changes(IDS, count=360, pause=0)
-        sftest.wait_for(lambda: len(sftest.customer_requests(rcv)) == len(IDS), 30,
-                        "a request for every id (all answered 503)")
+        rcv.wait_requests(8, timeout=30)
         run.stop(timeout=20)
         self.assertEqual(run.popen.returncode, 0, run.tail())
-        self.assertEqual(log_rows(writer), writer.changes,
-                         "no change the target has not accepted left the source")
+        accepted = len([r for r in rcv.requests() if sftest.is_2xx(r)])
+        self.assertGreaterEqual(log_rows(writer), writer.changes - accepted,
+                                "no change the target has not accepted left the source")
         rcv.set_rules([])
+        runs = [0, len(rcv.requests())]
         run, _ = self.run_pipeline(config, "run-2")
-        self.check_delivered(rcv, writer, [run])
+        self.check_delivered(rcv, writer, [run], runs=runs)
         sftest.wait_for(lambda: log_rows(writer) == 0, 20,
                         "every settled change to leave _syncfleet_log")
         self.assertNotIn("to the DLQ", run.stderr())
@@ -153,9 +155,10 @@ class SettledTest(sftest.TestCase):
         self.url = rcv.url
         runs = [0, len(rcv.requests())]
         run, _ = self.run_pipeline(config, "run-2")
-        self.check_delivered(rcv, writer, [run], runs=runs)
-        sftest.wait_for(lambda: log_rows(writer) == 0, 20,
+        # what was parked comes first, then what the source still had
+        sftest.wait_for(lambda: log_rows(writer) == 0, 60,
                         "every settled change to leave _syncfleet_log")
+        self.check_delivered(rcv, writer, [run], runs=runs)
         self.assertNotIn("to the DLQ", run.stderr())
         dlq = subprocess.run([sftest.env_path("SYNCFLEET"), "dlq", "list", "--json",
                               "-c", config], capture_output=True, text=True,

@@ -120,6 +120,9 @@ class SettledPostgresTest(sfpg.PgTestCase):
         rcv.set_rules([])
         runs = [0, len(rcv.requests())]
         run, _ = self.run_pipeline(config, "run-2")
+        # what was parked comes first, then what the slot still had
+        sftest.wait_for(lambda: self.pg.slot("settled")["confirmed_flush_lsn"] >=
+                        self.pg.wal_lsn(), 60, "the slot to confirm every change")
         by_id = sftest.wait_converged(rcv, writer, IDS, 90, [run])
         self.assertEqual([], sftest.lost_changes(by_id, writer, IDS))
         requests = rcv.requests()

@@ -11,15 +11,18 @@
  *
  *   {"seq":1,"ts_ms":...,"method":"POST","path":"/customers/42",
  *    "query":"a=1","headers":{"content-type":"application/json",...},
- *    "body":"...","body_size":12,"status":200}
+ *    "body":"...","body_size":12,"status":200,"active":1}
  *
  * seq is the 1-based arrival order (the order of the lines), path and query
  * are as sent (not percent-decoded), header names are lower-cased and repeated
  * headers are joined with ", ". body is the raw body; bytes that are not
  * valid UTF-8 (and NUL bytes) are logged as U+FFFD so every line stays valid
  * JSON, and body_size is the exact byte count. status is what was answered,
- * 0 when the rule dropped the connection. Bodies over 4 MiB are answered 413
- * (rules are not consulted) and logged with an empty body.
+ * 0 when the rule dropped the connection. active is how many requests the
+ * receiver was handling when this one arrived, itself included (a request
+ * counts until its answer was sent or its connection closed), so a test
+ * can see how many a client had in flight at once. Bodies over 4 MiB are
+ * answered 413 (rules are not consulted) and logged with an empty body.
  *
  * Answers come from rules, see receiver.h.
  */
@@ -51,6 +54,7 @@ typedef struct request {
         char *body;
         size_t len, cap;
         size_t total; /* bytes received, even past the cap */
+        int active;   /* counted in receiver_t.active */
 } request_t;
 
 typedef struct receiver {
@@ -58,6 +62,7 @@ typedef struct receiver {
         rcv_rules_t *rules;
         FILE *log;
         uint64_t seq;
+        int active; /* requests arrived and not yet answered */
 } receiver_t;
 
 static atomic_int stopping;
@@ -228,6 +233,7 @@ static void log_request(receiver_t *rcv, struct MHD_Connection *con,
                 add_text(line, "body", req->body ? req->body : "", req->len);
         cJSON_AddNumberToObject(line, "body_size", (double)req->total);
         cJSON_AddNumberToObject(line, "status", status);
+        cJSON_AddNumberToObject(line, "active", rcv->active);
         text = cJSON_PrintUnformatted(line);
         if (!text || fputs(text, rcv->log) == EOF ||
             fputc('\n', rcv->log) == EOF || fflush(rcv->log))
@@ -335,6 +341,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con,
 
         pthread_mutex_lock(&rcv->lock);
         rcv->seq++;
+        rcv->active++;
+        req->active = 1;
         if (req->total > RCV_BODY_MAX)
                 rcv_answer_default(&a, 413);
         else
@@ -368,13 +376,18 @@ static void *request_begin(void *cls, const char *uri,
 static void request_end(void *cls, struct MHD_Connection *con, void **con_cls,
                         enum MHD_RequestTerminationCode toe)
 {
+        receiver_t *rcv = cls;
         request_t *req = *con_cls;
 
-        (void)cls;
         (void)con;
         (void)toe;
         if (!req)
                 return;
+        if (req->active) {
+                pthread_mutex_lock(&rcv->lock);
+                rcv->active--;
+                pthread_mutex_unlock(&rcv->lock);
+        }
         free(req->uri);
         free(req->body);
         free(req);
@@ -537,7 +550,7 @@ int main(int argc, char **argv)
                 MHD_USE_AUTO | MHD_USE_ERROR_LOG,
             (uint16_t)port, NULL, NULL, handle, &rcv, MHD_OPTION_SOCK_ADDR,
             (struct sockaddr *)&addr, MHD_OPTION_URI_LOG_CALLBACK,
-            request_begin, NULL, MHD_OPTION_NOTIFY_COMPLETED, request_end, NULL,
+            request_begin, NULL, MHD_OPTION_NOTIFY_COMPLETED, request_end, &rcv,
             MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
         if (!d) {
                 fprintf(stderr, "sf-receiver: cannot listen on 127.0.0.1:%ld\n",
