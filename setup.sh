@@ -23,6 +23,12 @@ packages=(
   kcat python3 sqlite3 curl postgresql-15
 )
 
+# Java and Maven run the Apache Kafka brokers the tests start (the
+# jars come from Maven Central, see tests/kafka/pom.xml); a machine that
+# has both already (any vendor's) gets neither package.
+command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
+command -v mvn >/dev/null 2>&1 || packages+=(maven)
+
 install_missing() {
   local missing=() p
   for p in "${packages[@]}"; do
@@ -61,6 +67,8 @@ example)
   ;;
 test)
   install_missing
+  # The Kafka broker's jars, once into a cache (a no-op when there).
+  python3 tests/kafka/cluster.py fetch >/dev/null
   dir=build
   if [ "${1:-}" = "--sanitize" ]; then
     dir=build-sanitize

@@ -48,7 +48,7 @@ version: 1
 name: bench-e2e
 
 kafka:
-  brokers: embedded
+  brokers: "{brokers}"
   topic_prefix: bench
   partitions: {partitions}
 {kafka_config}
@@ -331,7 +331,7 @@ def start(args, work):
     with open(pipeline, "w") as f:
         extra = "".join("    %s: \"%s\"\n" % tuple(kv.split("=", 1))
                         for kv in args.kafka_config)
-        f.write(PIPELINE.format(partitions=args.partitions,
+        f.write(PIPELINE.format(partitions=args.partitions, brokers=args.brokers,
                                 kafka_config="  config:\n" + extra if extra else "",
                                 db=db,
                                 poll_ms=args.poll_ms, port=port,
@@ -507,9 +507,10 @@ def report(args, fig, top):
         os.cpu_count() or 0, len(os.sched_getaffinity(0)), cpu_model(),
         fig.get("loadavg")))
     print("  run      %s   (%s)" % (fig.get("cmd"), fig.get("when")))
-    print("  pipeline embedded broker, %d partitions, sqlite poll %d ms, "
+    print("  pipeline %s, %d partitions, sqlite poll %d ms, "
           "%d message worker(s), http max_in_flight %d" % (
-              args.partitions, args.poll_ms, args.message_workers,
+              "embedded broker" if args.brokers == "embedded" else
+              "Kafka at " + args.brokers, args.partitions, args.poll_ms, args.message_workers,
               args.max_in_flight))
     if args.kafka_config:
         print("           kafka.config %s" % ", ".join(args.kafka_config))
@@ -610,6 +611,10 @@ def main():
     ap.add_argument("--lat-batch", type=int, default=0,
                     help="changes per transaction, latency phase "
                          "(default: rate/100, i.e. a commit every 10 ms)")
+    ap.add_argument("--brokers", default="embedded",
+                    help="kafka.brokers: embedded (default), or a real cluster's "
+                    "bootstrap servers, e.g. from tests/kafka/cluster.py run (give "
+                    "each run a fresh cluster: the topics are always bench.*)")
     ap.add_argument("--ack", choices=["delivered", "settled"],
                     help="source.ack (default: the broker's, settled on the embedded one)")
     ap.add_argument("--partitions", type=int, default=6)

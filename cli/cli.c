@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kafka.h"
+#include "log.h"
+#include "sf.h"
 #include "state.h"
 
 sf_config_t *sf_cli_load(const char *file)
@@ -41,4 +44,33 @@ const char *sf_cli_bootstraps(const sf_config_t *cfg, const char *override,
                 "with --brokers).\n",
                 command, errstr, cfg->file);
         return NULL;
+}
+
+void sf_cli_topics(const sf_config_t *cfg, const char *bootstraps,
+                   const char *component)
+{
+        char err[1024];
+
+        if (sf_kafka_create_topics(cfg, NULL, bootstraps, err, sizeof(err)))
+                sf_warn(component, "creating topics: %s", err);
+}
+
+int sf_cli_instance_id(sf_config_t *cfg, const char *option,
+                       const char *command)
+{
+        const char *id = option ? option : getenv("SYNCFLEET_INSTANCE_ID");
+
+        if (!id)
+                return 0;
+        if (!*id) {
+                fprintf(stderr,
+                        "syncfleet %s: %s is empty; give the member's id "
+                        "(a pod's name, say) or leave it unset\n",
+                        command,
+                        option ? "--instance-id" : "SYNCFLEET_INSTANCE_ID");
+                return -1;
+        }
+        free(cfg->kafka.instance_id);
+        cfg->kafka.instance_id = sf_strdup(id);
+        return 0;
 }

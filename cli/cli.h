@@ -22,4 +22,20 @@ sf_config_t *sf_cli_load(const char *file);
 const char *sf_cli_bootstraps(const sf_config_t *cfg, const char *override,
                               const char *command);
 
+/* Sets the group.instance.id of the component's consumers (static
+ * membership): OPTION (--instance-id) when given, else the environment's
+ * SYNCFLEET_INSTANCE_ID (a pod's name, say), else nothing. An empty id is
+ * refused: 0, or -1 after telling the user. */
+int sf_cli_instance_id(sf_config_t *cfg, const char *option,
+                       const char *command);
+
+/* Creates the pipeline's topics on the cluster at BOOTSTRAPS where they
+ * are missing (sf_kafka_create_topics), so that whichever component starts
+ * first, the groups start on the pipeline's partitions, and reports an
+ * existing topic that falls short of them. A cluster that refuses may
+ * still have the topics or create them on first use: a warning logged as
+ * COMPONENT, not a reason to stop. */
+void sf_cli_topics(const sf_config_t *cfg, const char *bootstraps,
+                   const char *component);
+
 #endif

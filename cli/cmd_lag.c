@@ -4,9 +4,12 @@
  * the group against the partition's end. This is what tells whether the
  * fleet keeps up, and what an autoscaler scales on.
  *
- * It uses only OffsetFetch (the group's committed offsets) and ListOffsets,
- * which every broker answers, the embedded one included; it does not need
- * ListGroups/DescribeGroups.
+ * The offsets come from OffsetFetch (the group's committed offsets) and
+ * ListOffsets, which every broker answers, the embedded one included, and
+ * are read as kafka-consumer-groups reads them. On a real cluster the
+ * group's state, members and their partitions come from the Admin API
+ * (DescribeConsumerGroups) as well; the embedded broker does not answer
+ * it, and there only the offsets are shown.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -44,11 +47,179 @@ static void usage(FILE *out)
                 "  -h, --help           this text\n");
 }
 
-/* Lag of GROUP on TOPIC; adds one object per partition to ARR and returns
+/* The member of DESC that holds TOPIC [PARTITION], or NULL. */
+static const rd_kafka_MemberDescription_t *
+sf_lag_owner(const rd_kafka_ConsumerGroupDescription_t *desc, const char *topic,
+             int32_t partition)
+{
+        size_t n = rd_kafka_ConsumerGroupDescription_member_count(desc);
+
+        for (size_t i = 0; i < n; i++) {
+                const rd_kafka_MemberDescription_t *m =
+                    rd_kafka_ConsumerGroupDescription_member(desc, i);
+                const rd_kafka_topic_partition_list_t *parts =
+                    rd_kafka_MemberAssignment_partitions(
+                        rd_kafka_MemberDescription_assignment(m));
+
+                for (int j = 0; parts && j < parts->cnt; j++)
+                        if (parts->elems[j].partition == partition &&
+                            !strcmp(parts->elems[j].topic, topic))
+                                return m;
+        }
+        return NULL;
+}
+
+/* Adds to G the group's "state" and "members" (each with member_id,
+ * client_id, host, instance_id and its partitions of TOPIC) and to each
+ * partition of PARTS its "member_id" (null: unassigned), through
+ * DescribeConsumerGroups. Returns 0; 1 when the broker does not answer it
+ * (the embedded broker), G then as it was; -1 with errstr. */
+static int sf_lag_describe(const sf_config_t *cfg, const char *bootstraps,
+                           const char *group, const char *topic, cJSON *g,
+                           cJSON *parts, char *errstr, size_t errstr_size)
+{
+        const char *groups[1] = {group};
+        rd_kafka_conf_t *conf;
+        rd_kafka_t *rk;
+        rd_kafka_AdminOptions_t *opts;
+        rd_kafka_queue_t *q;
+        rd_kafka_event_t *ev = NULL;
+        const rd_kafka_ConsumerGroupDescription_t **descs;
+        const rd_kafka_ConsumerGroupDescription_t *desc = NULL;
+        const rd_kafka_error_t *gerr;
+        rd_kafka_resp_err_t err;
+        cJSON *members, *p;
+        size_t cnt = 0;
+        char errbuf[512], *cid;
+        int rc = -1, mock;
+
+        /* An admin client of its own: a consumer handle with the group's
+         * group.id that has sent an admin request never finishes closing
+         * (librdkafka 2.0). */
+        conf = sf_kafka_conf_new(&cfg->kafka, bootstraps, "syncfleet-lag",
+                                 errstr, errstr_size);
+        if (!conf)
+                return -1;
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, sizeof(errbuf));
+        if (!rk) {
+                sf_seterr(errstr, errstr_size, "%s", errbuf);
+                rd_kafka_conf_destroy(conf);
+                return -1;
+        }
+        conf = NULL; /* now owned by rk */
+        q = rd_kafka_queue_new(rk);
+        /* The embedded broker (librdkafka's mock cluster, as its cluster
+         * id says) does not answer DescribeGroups, and a request for it
+         * would stay pending for good. */
+        cid = rd_kafka_clusterid(rk, SF_LAG_TIMEOUT_MS);
+        mock = cid && !strncmp(cid, "mockCluster", 11);
+        if (cid)
+                rd_kafka_mem_free(rk, cid);
+        opts = rd_kafka_AdminOptions_new(
+            rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
+        if (rd_kafka_AdminOptions_set_request_timeout(opts, SF_LAG_TIMEOUT_MS,
+                                                      errbuf, sizeof(errbuf))) {
+                sf_seterr(errstr, errstr_size, "admin options: %s", errbuf);
+                goto out;
+        }
+        if (mock) {
+                rc = 1;
+                goto out;
+        }
+        rd_kafka_DescribeConsumerGroups(rk, groups, 1, opts, q);
+        ev = rd_kafka_queue_poll(q, SF_LAG_TIMEOUT_MS + 5000);
+        if (!ev) {
+                sf_seterr(errstr, errstr_size, "describing the group: %s",
+                          rd_kafka_err2str(RD_KAFKA_RESP_ERR__TIMED_OUT));
+                goto out;
+        }
+        err = rd_kafka_event_error(ev);
+        if (!err) {
+                descs = rd_kafka_DescribeConsumerGroups_result_groups(
+                    rd_kafka_event_DescribeConsumerGroups_result(ev), &cnt);
+                if (cnt != 1) {
+                        sf_seterr(errstr, errstr_size,
+                                  "describing the group: %zu answers for one "
+                                  "group",
+                                  cnt);
+                        goto out;
+                }
+                desc = descs[0];
+                gerr = rd_kafka_ConsumerGroupDescription_error(desc);
+                err = gerr ? rd_kafka_error_code(gerr) : 0;
+        }
+        if (err == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE) {
+                rc = 1;
+                goto out;
+        }
+        if (err) {
+                sf_seterr(errstr, errstr_size, "describing the group: %s",
+                          rd_kafka_err2str(err));
+                goto out;
+        }
+        cJSON_AddStringToObject(
+            g, "state",
+            rd_kafka_consumer_group_state_name(
+                rd_kafka_ConsumerGroupDescription_state(desc)));
+        members = cJSON_AddArrayToObject(g, "members");
+        for (size_t i = 0;
+             i < rd_kafka_ConsumerGroupDescription_member_count(desc); i++) {
+                const rd_kafka_MemberDescription_t *m =
+                    rd_kafka_ConsumerGroupDescription_member(desc, i);
+                const rd_kafka_topic_partition_list_t *mp =
+                    rd_kafka_MemberAssignment_partitions(
+                        rd_kafka_MemberDescription_assignment(m));
+                const char *inst =
+                    rd_kafka_MemberDescription_group_instance_id(m);
+                cJSON *o = cJSON_CreateObject(), *a;
+
+                cJSON_AddStringToObject(
+                    o, "member_id", rd_kafka_MemberDescription_consumer_id(m));
+                cJSON_AddStringToObject(
+                    o, "client_id", rd_kafka_MemberDescription_client_id(m));
+                cJSON_AddStringToObject(o, "host",
+                                        rd_kafka_MemberDescription_host(m));
+                if (inst)
+                        cJSON_AddStringToObject(o, "instance_id", inst);
+                else
+                        cJSON_AddNullToObject(o, "instance_id");
+                a = cJSON_AddArrayToObject(o, "partitions");
+                for (int j = 0; mp && j < mp->cnt; j++)
+                        if (!strcmp(mp->elems[j].topic, topic))
+                                cJSON_AddItemToArray(
+                                    a,
+                                    cJSON_CreateNumber(mp->elems[j].partition));
+                cJSON_AddItemToArray(members, o);
+        }
+        cJSON_ArrayForEach(p, parts)
+        {
+                const rd_kafka_MemberDescription_t *m = sf_lag_owner(
+                    desc, topic,
+                    (int32_t)cJSON_GetObjectItem(p, "partition")->valueint);
+
+                if (m)
+                        cJSON_AddStringToObject(
+                            p, "member_id",
+                            rd_kafka_MemberDescription_consumer_id(m));
+                else
+                        cJSON_AddNullToObject(p, "member_id");
+        }
+        rc = 0;
+out:
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        rd_kafka_AdminOptions_destroy(opts);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_destroy(rk);
+        return rc;
+}
+
+/* Lag of GROUP on TOPIC; adds one object per partition to ARR, and to G
+ * the group's state and members where the cluster tells them, and returns
  * the total, or -1 with errstr. */
 static int64_t sf_group_lag(const sf_config_t *cfg, const char *bootstraps,
-                            const char *group, const char *topic, cJSON *arr,
-                            char *errstr, size_t errstr_size)
+                            const char *group, const char *topic, cJSON *g,
+                            cJSON *arr, char *errstr, size_t errstr_size)
 {
         rd_kafka_conf_t *conf;
         rd_kafka_t *rk = NULL;
@@ -90,10 +261,49 @@ static int64_t sf_group_lag(const sf_config_t *cfg, const char *bootstraps,
                 cJSON_AddNumberToObject(o, "lag", (double)lags[i].lag);
                 cJSON_AddItemToArray(arr, o);
         }
+        /* The offsets are the answer; members that cannot be had are
+         * said, not a failure. */
+        if (sf_lag_describe(cfg, bootstraps, group, topic, g, arr, errbuf,
+                            sizeof(errbuf)) < 0)
+                fprintf(stderr, "syncfleet lag: group %s: %s\n", group, errbuf);
 out:
         free(lags);
         rd_kafka_destroy(rk);
         return total;
+}
+
+/* The group's state and members, when the cluster told them: one line
+ * for the group, one per member with its partitions. */
+static void sf_lag_print_members(const cJSON *g, const char *group)
+{
+        const cJSON *state = cJSON_GetObjectItem(g, "state");
+        const cJSON *members = cJSON_GetObjectItem(g, "members");
+        const cJSON *m, *p;
+
+        if (!cJSON_IsString(state) || !cJSON_IsArray(members))
+                return;
+        printf("%-36s state %s, %d member%s\n", group, state->valuestring,
+               cJSON_GetArraySize(members),
+               cJSON_GetArraySize(members) == 1 ? "" : "s");
+        cJSON_ArrayForEach(m, members)
+        {
+                const cJSON *inst = cJSON_GetObjectItem(m, "instance_id");
+                int first = 1;
+
+                printf("%-36s member %s (client %s on %s", group,
+                       cJSON_GetObjectItem(m, "member_id")->valuestring,
+                       cJSON_GetObjectItem(m, "client_id")->valuestring,
+                       cJSON_GetObjectItem(m, "host")->valuestring);
+                if (cJSON_IsString(inst))
+                        printf(", instance %s", inst->valuestring);
+                printf("): partitions");
+                cJSON_ArrayForEach(p, cJSON_GetObjectItem(m, "partitions"))
+                {
+                        printf("%s%d", first ? " " : ",", p->valueint);
+                        first = 0;
+                }
+                printf("%s\n", first ? " none" : "");
+        }
 }
 
 int sf_cmd_lag(int argc, char **argv)
@@ -162,7 +372,7 @@ int sf_cmd_lag(int argc, char **argv)
                         const cJSON *p;
 
                         total =
-                            sf_group_lag(cfg, bootstraps, group, lg[i].topic,
+                            sf_group_lag(cfg, bootstraps, group, lg[i].topic, g,
                                          parts, errstr, sizeof(errstr));
                         cJSON_AddStringToObject(g, "group", group);
                         cJSON_AddStringToObject(g, "topic", lg[i].topic);
@@ -195,6 +405,7 @@ int sf_cmd_lag(int argc, char **argv)
                                 printf("%-36s %-36s %9s %12s %12s %10lld\n",
                                        group, lg[i].topic, "total", "", "",
                                        (long long)total);
+                                sf_lag_print_members(g, group);
                         }
                         free(group);
                 }

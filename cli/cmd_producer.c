@@ -104,6 +104,7 @@ int sf_cmd_producer(int argc, char **argv)
                 rc = SF_EXIT_USAGE;
                 goto out;
         }
+        sf_cli_topics(cfg, brokers, "producer");
         memset(&popts, 0, sizeof(popts));
         popts.bootstraps = brokers;
         sf_signals_install();

@@ -95,6 +95,7 @@ void sf_config_destroy(sf_config_t *cfg)
         free(cfg->state_dir);
         free(cfg->kafka.brokers);
         free(cfg->kafka.topic_prefix);
+        free(cfg->kafka.instance_id);
         sf_cfg_free_kvs(cfg->kafka.config, cfg->kafka.config_cnt);
         free(cfg->source.path);
         free(cfg->source.dsn);
@@ -143,9 +144,13 @@ static int cfg_topic_ok(const char *s)
 
 static void cfg_kafka(sf_cfgctx_t *c, yaml_node_t *n)
 {
-        static const char *const keys[] = {"brokers",    "topic_prefix",
-                                           "partitions", "replication_factor",
-                                           "config",     NULL};
+        static const char *const keys[] = {"brokers",
+                                           "topic_prefix",
+                                           "partitions",
+                                           "replication_factor",
+                                           "min_insync_replicas",
+                                           "config",
+                                           NULL};
         static const sf_cfg_keys_t spec = {keys, NULL, NULL, NULL};
         sf_kafka_cfg_t *k = &c->cfg->kafka;
         yaml_node_t *v;
@@ -171,6 +176,23 @@ static void cfg_kafka(sf_cfgctx_t *c, yaml_node_t *n)
                 sf_cfg_errn(c, v,
                             "expected -1 or a number >= 1 for "
                             "kafka.replication_factor, got 0");
+        v = sf_cfg_get(c, n, "min_insync_replicas");
+        if (!sf_cfg_int(c, v, "kafka.min_insync_replicas", -1, INT_MAX,
+                        &k->min_insync_replicas)) {
+                if (k->min_insync_replicas == 0)
+                        sf_cfg_errn(c, v,
+                                    "expected -1 or a number >= 1 for "
+                                    "kafka.min_insync_replicas, got 0");
+                /* acks=all could then never be satisfied */
+                else if (k->replication_factor > 0 &&
+                         k->min_insync_replicas > k->replication_factor)
+                        sf_cfg_errn(c, v,
+                                    "kafka.min_insync_replicas %d is more "
+                                    "than kafka.replication_factor %d: no "
+                                    "write could succeed",
+                                    k->min_insync_replicas,
+                                    k->replication_factor);
+        }
         sf_cfg_kvs(c, sf_cfg_get(c, n, "config"), "kafka.config", 0, &k->config,
                    &k->config_cnt);
 }
@@ -481,6 +503,7 @@ static sf_config_t *cfg_load(const char *name, char *dir, const char *yaml,
         cfg->kafka.topic_prefix = sf_strdup("syncfleet");
         cfg->kafka.partitions = 6;
         cfg->kafka.replication_factor = -1;
+        cfg->kafka.min_insync_replicas = -1;
         cfg->source.poll_interval_ms = 100;
         cfg->source.batch_size = 1000;
         c.name = name;

@@ -31,12 +31,16 @@ typedef struct sf_kv {
 #define SF_EV_DELETE 0x4u
 
 typedef struct sf_kafka_cfg {
-        char *brokers;          /* "embedded" or "host:port,..." */
-        int embedded;           /* brokers == "embedded" */
-        char *topic_prefix;     /* default "syncfleet" */
-        int partitions;         /* default 6 */
-        int replication_factor; /* default -1: the cluster's default */
-        sf_kv_t *config;        /* handed to librdkafka unchanged */
+        char *brokers;           /* "embedded" or "host:port,..." */
+        int embedded;            /* brokers == "embedded" */
+        char *topic_prefix;      /* default "syncfleet" */
+        int partitions;          /* default 6 */
+        int replication_factor;  /* default -1: min(3, brokers) */
+        int min_insync_replicas; /* default -1: min(2, replication) */
+        /* group.instance.id of the group consumers (static membership),
+         * from --instance-id or SYNCFLEET_INSTANCE_ID; NULL: dynamic */
+        char *instance_id;
+        sf_kv_t *config; /* handed to librdkafka unchanged */
         size_t config_cnt;
 } sf_kafka_cfg_t;
 

@@ -230,6 +230,9 @@ void sf_config_print_summary(const sf_config_t *cfg, void *file)
         if (cfg->kafka.replication_factor > 0)
                 fprintf(f, ", replication factor %d",
                         cfg->kafka.replication_factor);
+        if (cfg->kafka.min_insync_replicas > 0)
+                fprintf(f, ", min.insync.replicas %d",
+                        cfg->kafka.min_insync_replicas);
         fprintf(f, ")\n");
         switch (cfg->source.type) {
         case SF_SOURCE_SQLITE:

@@ -36,8 +36,14 @@ void sf_broker_destroy(sf_broker_t *b); /* NULL is a no-op */
 
 /* Creates the pipeline's four topics (sync-log, outbound.message,
  * outbound.webservice, dlq) with kafka.partitions partitions: through
- * EMBEDDED's API when it is not NULL, else through the admin API of the
- * cluster at BOOTSTRAPS (topics that already exist are fine). */
+ * EMBEDDED's API when it is not NULL, else with CreateTopics on the
+ * cluster at BOOTSTRAPS, for the topics its metadata lacks, with
+ * replication factor kafka.replication_factor (default min(3, brokers))
+ * and min.insync.replicas kafka.min_insync_replicas (default min(2,
+ * replication)). Topics that exist are used as they are; one with fewer
+ * partitions (or, when kafka.replication_factor is set, fewer replicas)
+ * than the pipeline's is logged as a warning naming both numbers. -1 with
+ * errstr naming each topic the broker refused and its reason. */
 int sf_kafka_create_topics(const sf_config_t *cfg, sf_broker_t *embedded,
                            const char *bootstraps, char *errstr,
                            size_t errstr_size);
@@ -206,7 +212,8 @@ typedef void(sf_revoke_cb)(void *opaque,
 
 /* Group consumer: enable.auto.offset.store=false, auto commit of stored
  * offsets, partition.assignment.strategy=cooperative-sticky (eager
- * protocols are handled too), auto.offset.reset=earliest. */
+ * protocols are handled too), auto.offset.reset=earliest, and
+ * group.instance.id = k->instance_id when that is set. */
 sf_consumer_t *sf_consumer_new(const sf_kafka_cfg_t *k, const char *bootstraps,
                                const char *group, const char *client_id,
                                const char *const *topics, size_t topic_cnt,

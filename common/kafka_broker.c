@@ -8,6 +8,7 @@
  */
 #include "kafka.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,10 +118,26 @@ void sf_broker_destroy(sf_broker_t *b)
         free(b);
 }
 
-/* Reads the CreateTopics result: topics that already exist are fine, any
- * other failure is reported with the topic's name. */
+/* What the cluster's metadata shows of one of the pipeline's topics. */
+typedef struct sf_topic_seen {
+        int exists;
+        int partitions;
+        int replicas; /* of its first partition */
+} sf_topic_seen_t;
+
+/* The replication a new topic gets and the min.insync.replicas set on it. */
+typedef struct sf_topic_plan {
+        int partitions;
+        int replication;
+        int min_insync;
+} sf_topic_plan_t;
+
+/* Reads the CreateTopics result: topics that already exist are fine (one
+ * created meanwhile by another component, say), any other failure is
+ * reported with the topic's name and the broker's reason. */
 static int sf_create_topics_result(rd_kafka_event_t *ev,
                                    const char *const *topics, size_t topic_cnt,
+                                   const sf_topic_plan_t *plan,
                                    const char *bootstraps, char *errstr,
                                    size_t errstr_size)
 {
@@ -150,9 +167,17 @@ static int sf_create_topics_result(rd_kafka_event_t *ev,
                     rd_kafka_topic_result_error_string(results[i]);
 
                 err = rd_kafka_topic_result_error(results[i]);
-                if (!err || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-                        sf_info("kafka", "topic %s %s", name,
-                                err ? "exists" : "created");
+                if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                        sf_info("kafka", "topic %s exists", name);
+                        continue;
+                }
+                if (!err) {
+                        sf_info("kafka",
+                                "topic %s created: %d partitions, "
+                                "replication factor %d, "
+                                "min.insync.replicas %d",
+                                name, plan->partitions, plan->replication,
+                                plan->min_insync);
                         continue;
                 }
                 sf_buf_printf(&msg, "%scannot create topic %s: %s",
@@ -167,27 +192,90 @@ static int sf_create_topics_result(rd_kafka_event_t *ev,
         return rc;
 }
 
-/* Marks in WANT the TOPICS the cluster's metadata does not show, and returns
- * how many. When metadata cannot be had, every topic is wanted. */
-static size_t sf_topics_missing(rd_kafka_t *rk, const char *const *topics,
-                                size_t topic_cnt, int *want)
+/* Fills SEEN for TOPICS from the cluster's metadata and *BROKER_CNT with
+ * how many brokers it has. -1 with errstr when there is no metadata. */
+static int sf_topics_seen(rd_kafka_t *rk, const char *const *topics,
+                          size_t topic_cnt, sf_topic_seen_t *seen,
+                          int *broker_cnt, const char *bootstraps, char *errstr,
+                          size_t errstr_size)
 {
         const rd_kafka_metadata_t *md = NULL;
-        size_t missing = 0;
+        rd_kafka_resp_err_t err;
 
-        if (rd_kafka_metadata(rk, 1, NULL, &md, 10000))
-                md = NULL;
-        for (size_t i = 0; i < topic_cnt; i++) {
-                want[i] = 1;
-                for (int t = 0; md && t < md->topic_cnt; t++)
-                        if (!md->topics[t].err &&
-                            !strcmp(md->topics[t].topic, topics[i]))
-                                want[i] = 0;
-                missing += (size_t)want[i];
+        err = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
+        if (err) {
+                sf_seterr(errstr, errstr_size,
+                          "cannot read the topics of the cluster at %s: %s",
+                          bootstraps, rd_kafka_err2str(err));
+                return -1;
         }
-        if (md)
-                rd_kafka_metadata_destroy(md);
-        return missing;
+        *broker_cnt = md->broker_cnt;
+        for (size_t i = 0; i < topic_cnt; i++) {
+                memset(&seen[i], 0, sizeof(seen[i]));
+                for (int t = 0; t < md->topic_cnt; t++) {
+                        const rd_kafka_metadata_topic_t *mt = &md->topics[t];
+
+                        if (mt->err || strcmp(mt->topic, topics[i]))
+                                continue;
+                        seen[i].exists = 1;
+                        seen[i].partitions = mt->partition_cnt;
+                        seen[i].replicas = mt->partition_cnt
+                                               ? mt->partitions[0].replica_cnt
+                                               : 0;
+                }
+        }
+        rd_kafka_metadata_destroy(md);
+        return 0;
+}
+
+/* An existing topic is used as it is; what falls short of the pipeline's
+ * settings is said, since it limits the consumers that get work (fewer
+ * partitions) or what survives a broker's loss (fewer replicas). */
+static void sf_topic_check(const sf_kafka_cfg_t *k, const char *topic,
+                           const sf_topic_seen_t *seen)
+{
+        if (seen->partitions < k->partitions)
+                sf_warn("kafka",
+                        "topic %s has %d partition%s, fewer than the %d of "
+                        "kafka.partitions: it is used as it is, and at "
+                        "most %d consumer%s of a group get records from it",
+                        topic, seen->partitions,
+                        seen->partitions == 1 ? "" : "s", k->partitions,
+                        seen->partitions, seen->partitions == 1 ? "" : "s");
+        if (k->replication_factor > 0 && seen->replicas < k->replication_factor)
+                sf_warn("kafka",
+                        "topic %s has replication factor %d, less than the "
+                        "%d of kafka.replication_factor: it is used as it is",
+                        topic, seen->replicas, k->replication_factor);
+}
+
+/* The replication and min.insync.replicas of new topics: the pipeline's,
+ * else min(3, brokers) and min(2, replication), so one broker's loss
+ * stops no write on a cluster of three or more. */
+static int sf_topic_plan(const sf_kafka_cfg_t *k, int broker_cnt,
+                         sf_topic_plan_t *plan, char *errstr,
+                         size_t errstr_size)
+{
+        plan->partitions = k->partitions;
+        plan->replication = k->replication_factor > 0 ? k->replication_factor
+                            : broker_cnt < 3          ? broker_cnt
+                                                      : 3;
+        if (plan->replication < 1)
+                plan->replication = 1;
+        plan->min_insync = k->min_insync_replicas > 0 ? k->min_insync_replicas
+                           : plan->replication < 2    ? plan->replication
+                                                      : 2;
+        if (plan->min_insync > plan->replication) {
+                sf_seterr(errstr, errstr_size,
+                          "kafka.min_insync_replicas %d is more than the "
+                          "replication factor %d (the cluster has %d "
+                          "broker%s): no write could succeed; set "
+                          "kafka.replication_factor",
+                          plan->min_insync, plan->replication, broker_cnt,
+                          broker_cnt == 1 ? "" : "s");
+                return -1;
+        }
+        return 0;
 }
 
 static int sf_create_topics_admin(const sf_kafka_cfg_t *k,
@@ -202,10 +290,12 @@ static int sf_create_topics_admin(const sf_kafka_cfg_t *k,
         rd_kafka_queue_t *q = NULL;
         rd_kafka_event_t *ev = NULL;
         const char *create[4] = {NULL};
-        int want[4] = {0};
+        sf_topic_seen_t seen[4];
+        sf_topic_plan_t plan;
         size_t missing = 0;
-        char err[512];
-        int rc = -1;
+        int broker_cnt = 0;
+        char err[512], misr[16], *cid;
+        int rc = -1, mock;
 
         if (topic_cnt > 4) {
                 sf_seterr(errstr, errstr_size, "too many topics to create");
@@ -227,23 +317,57 @@ static int sf_create_topics_admin(const sf_kafka_cfg_t *k,
         /* Only what is missing is created: a cluster that has the topics
          * (or one that does not answer CreateTopics, like a standalone
          * `syncfleet broker`) is not asked at all. */
-        missing = sf_topics_missing(rk, topics, topic_cnt, want);
+        if (sf_topics_seen(rk, topics, topic_cnt, seen, &broker_cnt, bootstraps,
+                           errstr, errstr_size))
+                goto out;
+        for (size_t i = 0; i < topic_cnt; i++) {
+                if (seen[i].exists)
+                        sf_topic_check(k, topics[i], &seen[i]);
+                else
+                        create[missing++] = topics[i];
+        }
         if (!missing) {
                 rc = 0;
                 goto out;
         }
-        for (size_t i = 0, j = 0; i < topic_cnt; i++) {
-                if (!want[i])
-                        continue;
-                newt[j] = rd_kafka_NewTopic_new(topics[i], k->partitions,
-                                                k->replication_factor, err,
-                                                sizeof(err));
-                if (!newt[j]) {
+        /* A standalone `syncfleet broker` (librdkafka's mock cluster, as
+         * its cluster id says) would leave CreateTopics unanswered until
+         * the request times out: it creates the topics itself. */
+        cid = rd_kafka_clusterid(rk, 0);
+        mock = cid && !strncmp(cid, "mockCluster", 11);
+        if (cid)
+                rd_kafka_mem_free(rk, cid);
+        if (mock) {
+                sf_seterr(errstr, errstr_size,
+                          "%s etc. are missing on the embedded broker at %s, "
+                          "which creates its topics itself: start it with "
+                          "--topic-prefix %s",
+                          create[0], bootstraps, k->topic_prefix);
+                goto out;
+        }
+        if (sf_topic_plan(k, broker_cnt, &plan, errstr, errstr_size))
+                goto out;
+        snprintf(misr, sizeof(misr), "%d", plan.min_insync);
+        for (size_t i = 0; i < missing; i++) {
+                rd_kafka_resp_err_t cerr;
+
+                newt[i] =
+                    rd_kafka_NewTopic_new(create[i], plan.partitions,
+                                          plan.replication, err, sizeof(err));
+                if (!newt[i]) {
                         sf_seterr(errstr, errstr_size,
-                                  "cannot create topic %s: %s", topics[i], err);
+                                  "cannot create topic %s: %s", create[i], err);
                         goto out;
                 }
-                create[j++] = topics[i];
+                cerr = rd_kafka_NewTopic_set_config(
+                    newt[i], "min.insync.replicas", misr);
+                if (cerr) {
+                        sf_seterr(errstr, errstr_size,
+                                  "cannot create topic %s: "
+                                  "min.insync.replicas: %s",
+                                  create[i], rd_kafka_err2str(cerr));
+                        goto out;
+                }
         }
         opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
         if (rd_kafka_AdminOptions_set_request_timeout(
@@ -265,8 +389,8 @@ static int sf_create_topics_admin(const sf_kafka_cfg_t *k,
                           rd_kafka_err2str(RD_KAFKA_RESP_ERR__TIMED_OUT));
                 goto out;
         }
-        rc = sf_create_topics_result(ev, create, missing, bootstraps, errstr,
-                                     errstr_size);
+        rc = sf_create_topics_result(ev, create, missing, &plan, bootstraps,
+                                     errstr, errstr_size);
 out:
         if (ev)
                 rd_kafka_event_destroy(ev);

@@ -99,10 +99,20 @@ static void sf_consumer_log_parts(sf_consumer_t *c, const char *what,
 {
         sf_buf_t b;
 
-        /* The cooperative protocol calls with no partitions at all when a
-         * rebalance leaves this member's share as it was. */
-        if (!parts->cnt || !sf_log_enabled(SF_LOG_INFO))
+        if (!sf_log_enabled(SF_LOG_INFO))
                 return;
+        /* The cooperative protocol calls with no partitions at all when a
+         * rebalance leaves this member's share as it was: said once, so
+         * that the log shows every rebalance (a static member's return
+         * causes none). */
+        if (!parts->cnt) {
+                if (!strcmp(what, "assigned"))
+                        sf_info("kafka",
+                                "%s: a rebalance left this member's "
+                                "partitions as they were",
+                                rd_kafka_name(c->rk));
+                return;
+        }
         sf_buf_init(&b, 4096);
         for (int i = 0; i < parts->cnt; i++)
                 sf_buf_printf(&b, "%s%s[%d]", i ? ", " : "",
@@ -303,6 +313,15 @@ sf_consumer_t *sf_consumer_new(const sf_kafka_cfg_t *k, const char *bootstraps,
                 rc = sf_consumer_conf_set(
                     conf, k, "partition.assignment.strategy",
                     "cooperative-sticky", 0, errstr, errstr_size);
+        /* Static membership: a member that comes back under the same id
+         * within session.timeout.ms gets its partitions back and the
+         * others keep theirs; one that goes away is noticed only when
+         * its session expires, since a static member does not leave the
+         * group when it closes. */
+        if (!rc && k && k->instance_id)
+                rc = sf_consumer_conf_set(conf, k, "group.instance.id",
+                                          k->instance_id, 1, errstr,
+                                          errstr_size);
         /* A member that died is noticed after session.timeout.ms; 10 s
          * (instead of librdkafka's 45 s) moves a crashed worker's
          * partitions to the others quickly. The embedded broker completes

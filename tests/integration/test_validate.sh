@@ -138,7 +138,7 @@ unset WEBSHOP_TOKEN
 run unset validate -c "$reference"
 expect_rc unset 2
 expect_file unset out ""
-expect_file unset err "$reference:38:34: environment variable WEBSHOP_TOKEN is not set
+expect_file unset err "$reference:40:34: environment variable WEBSHOP_TOKEN is not set
 "
 
 run missing validate -c "$tmp/nope.yaml"

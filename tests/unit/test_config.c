@@ -119,7 +119,7 @@ static void test_reference_example(void **state)
         assert_string_equal(lines->parent_cols[0], "id");
         assert_string_equal(lines->child_cols[0], "order_id");
         assert_ptr_equal(sf_config_root_table(lines), lines->parent);
-        assert_int_equal(lines->pos.line, 27);
+        assert_int_equal(lines->pos.line, 29);
         assert_int_equal(lines->pos.col, 3);
 
         assert_int_equal(cfg->connector_cnt, 4);
@@ -176,7 +176,7 @@ static void test_reference_example(void **state)
         assert_int_equal(child(a->mapping, "address")->type, SF_MAP_OBJECT);
         assert_string_equal(sf_template_source(child(a->mapping, "email")->tpl),
                             "{{email | lower}}");
-        assert_int_equal(child(a->mapping, "email")->line, 74);
+        assert_int_equal(child(a->mapping, "email")->line, 76);
         assert_int_equal(child(a->mapping, "email")->col, 14);
         assert_fields(a, "city,email,id,name,street");
 
@@ -839,6 +839,8 @@ static const char *const bad_cases[] = {
     "partitions_text",
     "partitions_zero",
     "partitions_fraction",
+    "min_insync_zero",
+    "min_insync_above_replication",
     "source_type",
     "source_key_of_other_type",
     "duplicate_table",
