@@ -117,11 +117,13 @@ class CrashRecoveryTest(sftest.TestCase):
             return {cid for cid, reqs in sftest.customer_requests(rcv).items()
                     if any(r["headers"].get("x-worker") == name for r in reqs)}
 
-        sftest.wait_for(lambda: tried_by("worker-a") == ids, 30,
+        # the connector's circuit opens after a few failures; its one probe
+        # at a time goes round the held records, so every id gets tried
+        sftest.wait_for(lambda: tried_by("worker-a") == ids, 90,
                         "worker-a to try (and retry, all answered 503) every id")
         time.sleep(1.0)
         procs.append(pipe.worker("worker-b"))
-        sftest.wait_for(lambda: tried_by("worker-b"), 30,
+        sftest.wait_for(lambda: tried_by("worker-b"), 90,
                         "worker-b to join the group and try the records of its partitions")
         time.sleep(3.0)  # worker-a retries every <= 1.5 s, if it still does
 
