@@ -917,6 +917,23 @@ def order_problems(by_id, writer, ids):
     return problems
 
 
+def order_problems_by_run(requests, writer, ids, runs):
+    """order_problems within each process's lifetime: RUNS are the indexes
+    into REQUESTS where a new set of processes started (a replay after a
+    crash or a restart starts again at the first change not settled, so
+    order holds within a run, not across one)."""
+    problems = []
+    bounds = list(runs) + [len(requests)]
+    for i in range(len(runs)):
+        seg = collections.defaultdict(list)
+        for r in requests[bounds[i]:bounds[i + 1]]:
+            m = _CUSTOMER_PATH.match(r["path"])
+            if m:
+                seg[int(m.group(1))].append(r)
+        problems += ["run %d: %s" % (i + 1, p) for p in order_problems(seg, writer, ids)]
+    return problems
+
+
 def idempotency_problems(requests):
     """Requests without an Idempotency-Key, and keys shared by requests
     that differ (a retry must repeat its request)."""

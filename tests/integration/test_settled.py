@@ -92,16 +92,8 @@ class SettledTest(sftest.TestCase):
         by_id = sftest.wait_converged(rcv, writer, IDS, timeout, procs)
         self.assertEqual([], sftest.lost_changes(by_id, writer, IDS),
                          "every committed change arrived at least once")
-        requests = rcv.requests()
-        bounds = list(runs) + [len(requests)]
-        for i in range(len(runs)):
-            seg = {}
-            for r in requests[bounds[i]:bounds[i + 1]]:
-                m = sftest._CUSTOMER_PATH.match(r["path"])
-                if m:
-                    seg.setdefault(int(m.group(1)), []).append(r)
-            self.assertEqual([], sftest.order_problems(seg, writer, IDS),
-                             "changes to one id arrived in commit order in run %d" % (i + 1))
+        self.assertEqual([], sftest.order_problems_by_run(rcv.requests(), writer, IDS, runs),
+                         "changes to one id arrived in commit order within each run")
         return by_id
 
     def test_sigterm_with_work_pending_loses_nothing(self):

@@ -90,15 +90,8 @@ class SettledBrokerTest(sftest.TestCase):
         self.assertEqual([], sftest.lost_changes(by_id, self.writer, IDS),
                          "every committed change arrived at least once")
         requests = self.rcv.requests()
-        bounds = list(runs) + [len(requests)]
-        for i in range(len(runs)):
-            seg = {}
-            for r in requests[bounds[i]:bounds[i + 1]]:
-                m = sftest._CUSTOMER_PATH.match(r["path"])
-                if m:
-                    seg.setdefault(int(m.group(1)), []).append(r)
-            self.assertEqual([], sftest.order_problems(seg, self.writer, IDS),
-                             "changes to one id arrived in commit order in run %d" % (i + 1))
+        self.assertEqual([], sftest.order_problems_by_run(requests, self.writer, IDS, runs),
+                         "changes to one id arrived in commit order within each run")
         dup_keys, dup_extra = sftest.duplicate_count(requests)
         print("%d changes, %d requests; duplicates: %d changes delivered more than once, "
               "%d extra deliveries" % (self.writer.changes, len(requests), dup_keys,

@@ -125,13 +125,7 @@ class SettledPostgresTest(sfpg.PgTestCase):
                         self.pg.wal_lsn(), 60, "the slot to confirm every change")
         by_id = sftest.wait_converged(rcv, writer, IDS, 90, [run])
         self.assertEqual([], sftest.lost_changes(by_id, writer, IDS))
-        requests = rcv.requests()
-        seg = {}
-        for r in requests[runs[1]:]:
-            m = sftest._CUSTOMER_PATH.match(r["path"])
-            if m:
-                seg.setdefault(int(m.group(1)), []).append(r)
-        self.assertEqual([], sftest.order_problems(seg, writer, IDS))
+        self.assertEqual([], sftest.order_problems_by_run(rcv.requests(), writer, IDS, runs))
         self.assertNotIn("to the DLQ", run.stderr())
         dlq = subprocess.run([sftest.env_path("SYNCFLEET"), "dlq", "list", "--json",
                               "-c", config], capture_output=True, text=True)
@@ -185,15 +179,8 @@ class SettledPostgresTest(sfpg.PgTestCase):
         self.assertEqual([], sftest.lost_changes(by_id, writer, IDS),
                          "every committed change arrived at least once")
         requests = rcv.requests()
-        bounds = runs + [len(requests)]
-        for i in range(len(runs)):
-            seg = {}
-            for r in requests[bounds[i]:bounds[i + 1]]:
-                m = sftest._CUSTOMER_PATH.match(r["path"])
-                if m:
-                    seg.setdefault(int(m.group(1)), []).append(r)
-            self.assertEqual([], sftest.order_problems(seg, writer, IDS),
-                             "changes to one id arrived in commit order in run %d" % (i + 1))
+        self.assertEqual([], sftest.order_problems_by_run(requests, writer, IDS, runs),
+                         "changes to one id arrived in commit order within each run")
         dup_keys, dup_extra = sftest.duplicate_count(requests)
         print("%d changes, %d requests; duplicates: %d changes delivered more than once, "
               "%d extra deliveries; at most %d could be replayed" % (
