@@ -89,7 +89,6 @@ static void *sf_run_thread(void *arg)
 
                 memset(&opts, 0, sizeof(opts));
                 opts.bootstraps = ctx->bootstraps;
-                opts.embedded = ctx->broker;
                 opts.flush_grace_ms = ctx->grace_ms;
                 opts.on_ready = sf_run_producer_ready;
                 opts.ready_arg = t;

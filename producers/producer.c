@@ -318,29 +318,6 @@ static int pr_recover(pr_loop_t *l, int *backoff_ms, char *errstr,
         return 0;
 }
 
-/* Whether the sync-log topic exists, from the cluster's metadata. Asking
- * first spares a cluster that has it (and `syncfleet broker`, which does
- * not answer CreateTopics at all) an admin request and its timeout. */
-static int pr_topic_exists(pr_loop_t *l)
-{
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t err;
-        int found = 0;
-
-        err = rd_kafka_metadata(sf_producer_handle(l->kp), 1, NULL, &md,
-                                PR_SEND_TIMEOUT_MS);
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                sf_warn(PR_COMPONENT, "reading the cluster's topics: %s",
-                        rd_kafka_err2str(err));
-                return 0;
-        }
-        for (int i = 0; i < md->topic_cnt && !found; i++)
-                found = !strcmp(md->topics[i].topic, l->cfg->topic_sync_log) &&
-                        md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR;
-        rd_kafka_metadata_destroy(md);
-        return found;
-}
-
 /* Stop: no more reading; the reports that come back within the grace
  * period are acknowledged, the rest stays in the source for next time. */
 static void pr_shutdown(pr_loop_t *l)
@@ -472,12 +449,6 @@ int sf_producer_run(const sf_config_t *cfg, const sf_producer_opts_t *opts,
         if (!l.dlq)
                 goto out;
         l.dlq_kp = l.kp;
-        /* A cluster that refuses CreateTopics may still have the topic or
-         * create it on first use: a warning, not a reason to stop. */
-        if ((o.embedded || !pr_topic_exists(&l)) &&
-            sf_kafka_create_topics(cfg, o.embedded, o.bootstraps, err,
-                                   sizeof(err)))
-                sf_warn(PR_COMPONENT, "creating topics: %s", err);
         if (cfg->kafka.embedded || cfg->source.ack == SF_ACK_SETTLED) {
                 char *group = sf_asprintf("%s.router", cfg->kafka.topic_prefix);
 

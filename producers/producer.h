@@ -17,9 +17,6 @@ typedef struct sf_producer_opts {
          * kafka.brokers: embedded, the address of the broker the caller
          * started. */
         const char *bootstraps;
-        /* When not NULL, topics are created through this embedded broker
-         * (borrowed) instead of the cluster's admin API. */
-        sf_broker_t *embedded;
         int max_in_flight;      /* records not yet reported; default 10000 */
         int flush_grace_ms;     /* waited for reports on stop; default 10000 */
         int backoff_initial_ms; /* after a failure; default 500, doubling */
@@ -43,9 +40,10 @@ typedef struct sf_producer_opts {
  * retried after a backoff from the last acknowledged position: delivery is
  * at least once, in source order per record. On stop it stops reading,
  * waits up to flush_grace_ms for outstanding delivery reports, acknowledges
- * what was delivered and returns 0. Returns -1 with errstr when it cannot
- * start (the source cannot be opened or installed, the Kafka client cannot
- * be created). CFG is borrowed. */
+ * what was delivered (or settled) and returns 0. Returns -1 with errstr when
+ * it cannot start (the source cannot be opened or installed, the Kafka
+ * client cannot be created). The caller has created the pipeline's topics.
+ * CFG is borrowed. */
 int sf_producer_run(const sf_config_t *cfg, const sf_producer_opts_t *opts,
                     char *errstr, size_t errstr_size);
 
