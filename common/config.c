@@ -233,8 +233,8 @@ static void cfg_source(sf_cfgctx_t *c, yaml_node_t *n)
         if (type < 0)
                 return;
         s->type = type ? SF_SOURCE_POSTGRES : SF_SOURCE_SQLITE;
-        if (sf_cfg_enum(c, sf_cfg_get(c, n, "ack"), "source.ack", acks,
-                        &ack) == 0) {
+        if (!sf_cfg_enum(c, sf_cfg_get(c, n, "ack"), "source.ack", acks,
+                         &ack)) {
                 s->ack = ack ? SF_ACK_SETTLED : SF_ACK_DELIVERED;
                 s->ack_given = 1;
         }
@@ -479,8 +479,8 @@ static void cfg_sections(sf_cfgctx_t *c)
         cfg->kafka.embedded = !strcmp(cfg->kafka.brokers, "embedded");
         /* nothing survives the embedded broker: the source is the log */
         if (!cfg->source.ack_given)
-                cfg->source.ack = cfg->kafka.embedded ? SF_ACK_SETTLED
-                                                      : SF_ACK_DELIVERED;
+                cfg->source.ack =
+                    cfg->kafka.embedded ? SF_ACK_SETTLED : SF_ACK_DELIVERED;
         pfx = cfg->kafka.topic_prefix;
         cfg->topic_sync_log = sf_asprintf("%s.sync-log", pfx);
         cfg->topic_outbound_message = sf_asprintf("%s.outbound.message", pfx);

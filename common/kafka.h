@@ -92,8 +92,8 @@ int sf_producer_flush(sf_producer_t *p, int timeout_ms);
 /* Inside a delivery callback: where the record went (its topic, returned,
  * and its partition and offset; offset -1 when it failed). NULL outside a
  * callback. */
-const char *sf_producer_delivered_at(const sf_producer_t *p,
-                                     int32_t *partition, int64_t *offset);
+const char *sf_producer_delivered_at(const sf_producer_t *p, int32_t *partition,
+                                     int64_t *offset);
 
 /* Why the last sf_producer_send failed (NO_ERROR when it did not):
  * MSG_SIZE_TOO_LARGE, for one, says the record can never be sent. */

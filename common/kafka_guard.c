@@ -51,8 +51,8 @@ struct sf_backlog_guard {
         atomic_ullong sent_records;
         atomic_ullong delivered; /* delivery reports of sent records */
         atomic_ullong delivered_at_check;
-        atomic_int holds;   /* 0: watch only, never hold back */
-        atomic_int hurry;   /* someone waits for commits: check often */
+        atomic_int holds;     /* 0: watch only, never hold back */
+        atomic_int hurry;     /* someone waits for commits: check often */
         atomic_ullong checks; /* checks that got an answer */
         atomic_llong committed[SF_GUARD_MAX_PARTITIONS]; /* -1: none */
         /* the last check that found the backlog too large, for the log */

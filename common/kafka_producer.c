@@ -45,8 +45,8 @@ static void sf_producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
         p->dr_offset = -1;
 }
 
-const char *sf_producer_delivered_at(const sf_producer_t *p,
-                                     int32_t *partition, int64_t *offset)
+const char *sf_producer_delivered_at(const sf_producer_t *p, int32_t *partition,
+                                     int64_t *offset)
 {
         *partition = p->dr_partition;
         *offset = p->dr_offset;

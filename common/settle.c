@@ -13,11 +13,11 @@
 #include "sf.h"
 
 typedef struct sf_settle_cp {
-        int64_t lo, hi;      /* first and last position sent into it */
-        int64_t opened_ms;   /* when LO was sent */
+        int64_t lo, hi;    /* first and last position sent into it */
+        int64_t opened_ms; /* when LO was sent */
         uint32_t sent, delivered;
-        int32_t part_cnt;    /* entries in OFFS */
-        int64_t *offs;       /* per partition: highest offset, -1: none */
+        int32_t part_cnt; /* entries in OFFS */
+        int64_t *offs;    /* per partition: highest offset, -1: none */
 } sf_settle_cp_t;
 
 struct sf_settle {

@@ -109,8 +109,8 @@ static void pr_ack_delivered(pr_loop_t *l)
         int64_t next = sf_tracker_committable(l->tracker), upto = next - 1;
 
         if (l->settle) {
-                int64_t s = sf_settle_take(l->settle, pr_router_committed,
-                                           l->guard);
+                int64_t s =
+                    sf_settle_take(l->settle, pr_router_committed, l->guard);
 
                 if (s > l->settled)
                         l->settled = s;

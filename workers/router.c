@@ -127,9 +127,8 @@ static void sf_route_job_require(sf_route_job_t *job, int32_t topic,
         }
         job->reqs =
             sf_realloc(job->reqs, (job->req_cnt + 1) * sizeof(*job->reqs));
-        job->reqs[job->req_cnt++] =
-            (sf_route_req_t){.topic = topic, .partition = partition,
-                             .offset = offset};
+        job->reqs[job->req_cnt++] = (sf_route_req_t){
+            .topic = topic, .partition = partition, .offset = offset};
 }
 
 static void sf_router_job_done(sf_router_t *r, sf_route_job_t *job)
@@ -140,9 +139,9 @@ static void sf_router_job_done(sf_router_t *r, sf_route_job_t *job)
                 if (r->settling_cnt == r->settling_cap) {
                         r->settling_cap =
                             r->settling_cap ? r->settling_cap * 2 : 256;
-                        r->settling = sf_realloc(
-                            r->settling,
-                            r->settling_cap * sizeof(*r->settling));
+                        r->settling =
+                            sf_realloc(r->settling,
+                                       r->settling_cap * sizeof(*r->settling));
                 }
                 r->settling[r->settling_cnt++] = job;
                 return;
@@ -615,10 +614,10 @@ sf_router_t *sf_router_new(const sf_config_t *cfg, const char *bootstraps,
                 return NULL;
         }
         sf_router_guards(r, bootstraps, expect_workers);
-        if (r->settle && ((sf_router_feeds(cfg, SF_KIND_MESSAGE) &&
-                           !r->guard_message) ||
-                          (sf_router_feeds(cfg, SF_KIND_WEBSERVICE) &&
-                           !r->guard_webservice))) {
+        if (r->settle &&
+            ((sf_router_feeds(cfg, SF_KIND_MESSAGE) && !r->guard_message) ||
+             (sf_router_feeds(cfg, SF_KIND_WEBSERVICE) &&
+              !r->guard_webservice))) {
                 sf_seterr(errstr, errstr_size,
                           "settled acknowledgement needs the workers' "
                           "committed offsets, which cannot be read");

@@ -271,9 +271,8 @@ static void sf_worker_evict_key(sf_worker_t *w, sf_sched_item_t *head)
 
                 next = sf_sched_key_next(it);
                 if (j->park_id && it->state != SF_SCHED_RUNNING &&
-                    it->state != SF_SCHED_DEAD &&
-                    it->state != SF_SCHED_IDLE && j->step == SF_STEP_MAIN &&
-                    !j->reply) {
+                    it->state != SF_SCHED_DEAD && it->state != SF_SCHED_IDLE &&
+                    j->step == SF_STEP_MAIN && !j->reply) {
                         /* back to its place in the store */
                         sf_worker_park_release(w, j);
                         continue;
