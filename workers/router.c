@@ -538,26 +538,20 @@ out:
         free(event_id);
 }
 
-/* Whether some action of KIND reads an outbound topic. */
-static int sf_router_feeds(const sf_config_t *cfg, sf_action_kind_t kind)
-{
-        for (size_t i = 0; i < cfg->action_cnt; i++)
-                if (cfg->actions[i].kind == kind)
-                        return 1;
-        return 0;
-}
-
-/* On the embedded broker, a guard for each outbound topic some action
- * feeds, on the backlog of the workers that read it. */
-static void sf_router_guards(sf_router_t *r, const char *bootstraps,
-                             int expect_workers)
+/* On the embedded broker, and for settled acknowledgement, a guard for
+ * each outbound topic some action feeds, on the backlog of the workers
+ * that read it. Without one the embedded broker only loses its backlog
+ * warning, but settled acknowledgement cannot work: -1 with errstr. */
+static int sf_router_guards(sf_router_t *r, const char *bootstraps,
+                            int expect_workers, char *errstr,
+                            size_t errstr_size)
 {
         const sf_config_t *cfg = r->cfg;
         int kinds[2] = {0, 0};
         char err[512];
 
         if (!cfg->kafka.embedded && !r->settle)
-                return;
+                return 0;
         for (size_t i = 0; i < cfg->action_cnt; i++)
                 kinds[cfg->actions[i].kind == SF_KIND_MESSAGE ? 0 : 1] = 1;
         for (int k = 0; k < 2; k++) {
@@ -574,6 +568,13 @@ static void sf_router_guards(sf_router_t *r, const char *bootstraps,
                 g = sf_backlog_guard_new(&cfg->kafka, bootstraps, topic, group,
                                          expect_workers, err, sizeof(err));
                 free(group);
+                if (!g && r->settle) {
+                        sf_seterr(errstr, errstr_size,
+                                  "settled acknowledgement needs the "
+                                  "workers' committed offsets: %s",
+                                  err);
+                        return -1;
+                }
                 if (!g)
                         sf_warn("router", "%s", err);
                 /* a real cluster retains what its topics say */
@@ -584,6 +585,7 @@ static void sf_router_guards(sf_router_t *r, const char *bootstraps,
                 else
                         r->guard_message = g;
         }
+        return 0;
 }
 
 sf_router_t *sf_router_new(const sf_config_t *cfg, const char *bootstraps,
@@ -613,14 +615,8 @@ sf_router_t *sf_router_new(const sf_config_t *cfg, const char *bootstraps,
                 sf_router_destroy(r);
                 return NULL;
         }
-        sf_router_guards(r, bootstraps, expect_workers);
-        if (r->settle &&
-            ((sf_router_feeds(cfg, SF_KIND_MESSAGE) && !r->guard_message) ||
-             (sf_router_feeds(cfg, SF_KIND_WEBSERVICE) &&
-              !r->guard_webservice))) {
-                sf_seterr(errstr, errstr_size,
-                          "settled acknowledgement needs the workers' "
-                          "committed offsets, which cannot be read");
+        if (sf_router_guards(r, bootstraps, expect_workers, errstr,
+                             errstr_size)) {
                 sf_router_destroy(r);
                 return NULL;
         }
