@@ -68,7 +68,7 @@ example)
 test)
   install_missing
   # The Kafka broker's jars, once into a cache (a no-op when there).
-  python3 tests/kafka/cluster.py fetch >/dev/null
+  python3 tests/kafka/cluster.py fetch --all >/dev/null
   dir=build
   if [ "${1:-}" = "--sanitize" ]; then
     dir=build-sanitize

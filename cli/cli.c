@@ -51,7 +51,10 @@ void sf_cli_topics(const sf_config_t *cfg, const char *bootstraps,
 {
         char err[1024];
 
-        if (sf_kafka_create_topics(cfg, NULL, bootstraps, err, sizeof(err)))
+        /* Refused credentials were logged as they happened, and stop the
+         * component. */
+        if (sf_kafka_create_topics(cfg, NULL, bootstraps, err, sizeof(err)) &&
+            !sf_kafka_failure(NULL, 0))
                 sf_warn(component, "creating topics: %s", err);
 }
 

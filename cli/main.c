@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "kafka.h"
 #include "sf.h"
 
 static const sf_command_t sf_commands[] = {
@@ -41,7 +42,8 @@ int main(int argc, char **argv)
                 return SF_EXIT_USAGE;
         }
         if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
-                printf("syncfleet %s\n", SF_VERSION);
+                printf("syncfleet %s (librdkafka %s)\n", SF_VERSION,
+                       rd_kafka_version_str());
                 return SF_EXIT_OK;
         }
         if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
@@ -49,9 +51,19 @@ int main(int argc, char **argv)
                 usage(stdout);
                 return SF_EXIT_OK;
         }
-        for (size_t i = 0; i < SF_COMMAND_CNT; i++)
-                if (!strcmp(argv[1], sf_commands[i].name))
-                        return sf_commands[i].run(argc - 1, argv + 1);
+        for (size_t i = 0; i < SF_COMMAND_CNT; i++) {
+                int rc;
+
+                if (strcmp(argv[1], sf_commands[i].name))
+                        continue;
+                rc = sf_commands[i].run(argc - 1, argv + 1);
+                /* A command stopped by refused Kafka credentials (logged
+                 * when it happened) did not do its work, whatever it
+                 * returned. */
+                if (rc == SF_EXIT_OK && sf_kafka_failure(NULL, 0))
+                        rc = SF_EXIT_RUNTIME;
+                return rc;
+        }
         fprintf(stderr, "syncfleet: unknown command '%s'\n\n", argv[1]);
         usage(stderr);
         return SF_EXIT_USAGE;

@@ -193,8 +193,8 @@ static void cfg_kafka(sf_cfgctx_t *c, yaml_node_t *n)
                                     k->min_insync_replicas,
                                     k->replication_factor);
         }
-        sf_cfg_kvs(c, sf_cfg_get(c, n, "config"), "kafka.config", 0, &k->config,
-                   &k->config_cnt);
+        sf_cfg_kafka_config(c, sf_cfg_get(c, n, "config"), "kafka.config",
+                            &k->config, &k->config_cnt);
 }
 
 static void cfg_source(sf_cfgctx_t *c, yaml_node_t *n)

@@ -161,6 +161,14 @@ int sf_cfg_kvs(sf_cfgctx_t *c, yaml_node_t *n, const char *path, int idents,
 int sf_cfg_secret(sf_cfgctx_t *c, yaml_node_t *map, const char *path,
                   const char *key, int required, char **out);
 
+/* kafka.config: a mapping of librdkafka properties (sf_cfg_kvs), where
+ * PROPERTY_file: PATH reads the value of PROPERTY from the file PATH
+ * (relative to the pipeline's directory; sasl.password_file, say), and a
+ * credential (a property naming a password or a secret) written as a
+ * literal is refused: ${VAR} or the _file form. */
+int sf_cfg_kafka_config(sf_cfgctx_t *c, yaml_node_t *n, const char *path,
+                        sf_kv_t **out, size_t *cnt);
+
 /* PATH made absolute against DIR, with "." and ".." segments folded. */
 char *sf_cfg_resolve(const char *dir, const char *path);
 

@@ -468,6 +468,83 @@ out:
         return rc;
 }
 
+/* A librdkafka property whose value is a credential: its value must not
+ * be written in the pipeline file (DESIGN: secrets come from the
+ * environment or files). */
+static int cfg_kafka_secret_key(const char *key)
+{
+        return strstr(key, "password") || strstr(key, "secret");
+}
+
+int sf_cfg_kafka_config(sf_cfgctx_t *c, yaml_node_t *n, const char *path,
+                        sf_kv_t **out, size_t *cnt)
+{
+        size_t k;
+        int rc = sf_cfg_kvs(c, n, path, 0, out, cnt);
+
+        if (rc != 0)
+                return rc;
+        k = 0;
+        for (size_t i = 0; i < *cnt; i++) {
+                sf_kv_t *kv = &(*out)[i];
+                size_t len = strlen(kv->key);
+                yaml_node_t *kn = sf_cfg_get(c, n, kv->key);
+                int bad = 0;
+
+                if (len > 5 && !strcmp(kv->key + len - 5, "_file")) {
+                        char *name = sf_strndup(kv->key, len - 5);
+                        char *kpath = sf_cfg_path(path, kv->key);
+                        char *full = sf_cfg_resolve(c->cfg->dir, kv->value);
+                        char *val = NULL;
+
+                        if (sf_cfg_get(c, n, name)) {
+                                sf_cfg_errn(c, kn,
+                                            "both %s and %s are given in %s; "
+                                            "use one",
+                                            name, kv->key, path);
+                                bad = 1;
+                        } else if (!(val = cfg_read_secret(full))) {
+                                sf_cfg_errn(c, kn, "cannot read %s %s: %s",
+                                            kpath, full, strerror(errno));
+                                bad = 1;
+                        } else if (!*val) {
+                                sf_cfg_errn(c, kn, "%s %s is empty", kpath,
+                                            full);
+                                bad = 1;
+                        }
+                        free(kpath);
+                        free(full);
+                        if (bad) {
+                                free(name);
+                                free(val);
+                        } else {
+                                free(kv->key);
+                                free(kv->value);
+                                kv->key = name;
+                                kv->value = val;
+                        }
+                } else if (cfg_kafka_secret_key(kv->key) && kn &&
+                           !sf_cfg_from_env(c, kn)) {
+                        char *kpath = sf_cfg_path(path, kv->key);
+
+                        sf_cfg_errn(c, kn,
+                                    "literal secret in %s: use ${VAR} or "
+                                    "%s_file instead",
+                                    kpath, kv->key);
+                        free(kpath);
+                        bad = 1;
+                }
+                if (bad) {
+                        free(kv->key);
+                        free(kv->value);
+                        continue;
+                }
+                (*out)[k++] = *kv;
+        }
+        *cnt = k;
+        return 0;
+}
+
 char *sf_cfg_resolve(const char *dir, const char *path)
 {
         char *joined, *save = NULL, *seg, **segs;

@@ -201,8 +201,21 @@ static int sf_topics_seen(rd_kafka_t *rk, const char *const *topics,
 {
         const rd_kafka_metadata_t *md = NULL;
         rd_kafka_resp_err_t err;
+        char err_why[1024];
 
-        err = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
+        /* In slices, so that refused credentials (sf_kafka_failure) end
+         * the wait at once rather than after the whole of it. */
+        for (int waited = 0;; waited += 500) {
+                err = rd_kafka_metadata(rk, 1, NULL, &md, 500);
+                if (!err || waited >= 10000 || sf_kafka_failure(NULL, 0) ||
+                    (err != RD_KAFKA_RESP_ERR__TIMED_OUT &&
+                     err != RD_KAFKA_RESP_ERR__TRANSPORT))
+                        break;
+        }
+        if (err && sf_kafka_failure(err_why, sizeof(err_why))) {
+                sf_seterr(errstr, errstr_size, "%s", err_why);
+                return -1;
+        }
         if (err) {
                 sf_seterr(errstr, errstr_size,
                           "cannot read the topics of the cluster at %s: %s",

@@ -7,12 +7,15 @@
 #include <string.h>
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "log.h"
 #include "sf.h"
+
+static void sf_kafka_auth_failed(const rd_kafka_t *rk, const char *reason);
 
 /* librdkafka logs with syslog levels from its own threads; sf_log is
  * thread-safe, so they go straight into the process log. */
@@ -48,15 +51,94 @@ static void sf_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
         }
         if (sf_log_enabled(lvl))
                 sf_log(lvl, "kafka", "%s: %s: %s", rd_kafka_name(rk), fac, buf);
+        /* Refused credentials reach the error callback only when the
+         * application polls, which a blocking call (metadata, an admin
+         * request) does not; the broker thread logs them at once. A login
+         * cut short by the client's own shutdown is not a refusal. */
+        if (level <= 3 && !strcmp(fac, "FAIL") &&
+            strstr(buf, ": SASL authentication error: ") &&
+            !strstr(buf, "Broker handle destroyed")) {
+                const char *why = buf;
+
+                /* "[thrd:NAME]: " says which librdkafka thread logged */
+                if (!strncmp(why, "[thrd:", 6) && strstr(why, "]: "))
+                        why = strstr(why, "]: ") + 3;
+                sf_kafka_auth_failed(rk, why);
+        }
+}
+
+/* The first client failure that retrying cannot mend, for the process to
+ * stop with (sf_kafka_failure). */
+static pthread_mutex_t sf_kafka_failure_lock = PTHREAD_MUTEX_INITIALIZER;
+static char sf_kafka_failure_msg[1024];
+
+int sf_kafka_failure(char *buf, size_t size)
+{
+        int failed;
+
+        pthread_mutex_lock(&sf_kafka_failure_lock);
+        failed = sf_kafka_failure_msg[0] != '\0';
+        if (failed && buf && size)
+                snprintf(buf, size, "%s", sf_kafka_failure_msg);
+        pthread_mutex_unlock(&sf_kafka_failure_lock);
+        return failed;
+}
+
+/* The brokers refused the client's credentials. librdkafka would try
+ * again forever, and every attempt fails the same way: the component
+ * stops instead, saying why, so that a wrong password shows at once (and a
+ * pod restarts with the corrected secret) rather than as a pipeline that
+ * silently moves nothing. REASON names the broker and the mechanism, never
+ * the password. */
+static void sf_kafka_auth_failed(const rd_kafka_t *rk, const char *reason)
+{
+        char mech[64] = "", hint[400] = "";
+        size_t mech_size = sizeof(mech);
+        int first;
+
+        if (rd_kafka_conf_get(rd_kafka_conf((rd_kafka_t *)rk),
+                              "sasl.mechanisms", mech,
+                              &mech_size) != RD_KAFKA_CONF_OK)
+                mech[0] = '\0';
+        /* librdkafka before 2.6.1 repeats the client nonce in the SCRAM
+         * final message; Kafka 4 brokers check it and refuse every login,
+         * whatever the password. */
+        if (!strncmp(mech, "SCRAM-", 6) && rd_kafka_version() < 0x020601ff)
+                snprintf(hint, sizeof(hint),
+                         "; if the password is right, the brokers may run "
+                         "Apache Kafka 4.0 or later, with which librdkafka "
+                         "%s (this syncfleet's) cannot log in with SCRAM "
+                         "(librdkafka 2.6.1 can): use sasl.mechanisms PLAIN "
+                         "over SASL_SSL there",
+                         rd_kafka_version_str());
+        pthread_mutex_lock(&sf_kafka_failure_lock);
+        first = sf_kafka_failure_msg[0] == '\0';
+        if (first)
+                snprintf(sf_kafka_failure_msg, sizeof(sf_kafka_failure_msg),
+                         "kafka authentication failed: %s (check "
+                         "kafka.config sasl.mechanisms, sasl.username and "
+                         "sasl.password)%s",
+                         reason, hint);
+        pthread_mutex_unlock(&sf_kafka_failure_lock);
+        if (first)
+                sf_error("kafka", "%s: %s; stopping", rd_kafka_name(rk),
+                         sf_kafka_failure_msg);
+        sf_request_stop();
 }
 
 /* Client-wide errors. Most are transient (a broker went away) and
  * librdkafka recovers by itself; a fatal error (the idempotent producer
- * lost its guarantees) makes every later call fail, which callers see. */
+ * lost its guarantees) makes every later call fail, which callers see.
+ * Refused credentials stop the process (sf_kafka_auth_failed). */
 static void sf_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason,
                               void *opaque)
 {
         (void)opaque;
+        if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION &&
+            !strstr(reason, "Broker handle destroyed")) {
+                sf_kafka_auth_failed(rk, reason);
+                return;
+        }
         if (err == RD_KAFKA_RESP_ERR__FATAL) {
                 char fatal[512];
                 rd_kafka_resp_err_t orig =

@@ -29,11 +29,12 @@ From a shell:
     tests/kafka/cluster.py run --nodes 3 --once # start, time it, stop
 
 KafkaCluster(nodes, sasl_ssl=True) adds a SASL_SSL listener on each node
-(sasl_bootstrap): SCRAM-SHA-512 for sasl_user / sasl_password, created
-when the storage is formatted, and a broker certificate for 127.0.0.1
-signed by a CA made with openssl (tls["ca"]). Kafka's own clients
-authenticate there; librdkafka before 2.6.1 (Debian 12 has 2.0.2) fails
-SCRAM against Kafka 4 brokers, so syncfleet's tests do not use it yet.
+(sasl_bootstrap) with a broker certificate for 127.0.0.1 signed by a CA
+made with openssl (tls["ca"]), where sasl_user / sasl_password log in
+with SCRAM-SHA-512 (the credential is created when the storage is
+formatted) or PLAIN. KafkaCluster(version=scram_version()) runs the
+newest Kafka before 4.0 instead of kafka.version: librdkafka before 2.6.1
+(Debian 12 has 2.0.2) cannot do SCRAM with Kafka 4 brokers.
 
 The settings are a test cluster's: failures are noticed within seconds
 (broker.session.timeout.ms, replica.lag.time.max.ms), groups start without
@@ -66,22 +67,31 @@ POM = os.path.join(HERE, "pom.xml")
 _live = []  # clusters still running, stopped at exit
 
 
-def kafka_version():
-    """kafka.version from pom.xml."""
+def kafka_version(prop="kafka.version"):
+    """A version property of pom.xml: kafka.version (the brokers every test
+    runs against) or kafka.scram.version (see scram_version)."""
     with open(POM, "r", encoding="utf-8") as f:
-        m = re.search(r"<kafka\.version>\s*([^<\s]+)\s*</kafka\.version>", f.read())
+        m = re.search(r"<%s>\s*([^<\s]+)\s*</%s>" % (re.escape(prop), re.escape(prop)),
+                      f.read())
     if not m:
-        raise RuntimeError("%s sets no <kafka.version>" % POM)
+        raise RuntimeError("%s sets no <%s>" % (POM, prop))
     return m.group(1)
 
 
-def cache_dir():
+def scram_version():
+    """The newest Kafka whose SCRAM the librdkafka of Debian 12 (2.0.2) can
+    authenticate with: librdkafka before 2.6.1 repeats the client nonce in
+    its SCRAM final message, which Kafka 4 brokers reject."""
+    return kafka_version("kafka.scram.version")
+
+
+def cache_dir(version=None):
     base = os.environ.get("SF_KAFKA_CACHE")
     if not base:
         xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(
             os.path.expanduser("~"), ".cache")
         base = os.path.join(xdg, "syncfleet")
-    return os.path.join(base, "kafka-" + kafka_version())
+    return os.path.join(base, "kafka-" + (version or kafka_version()))
 
 
 def _java():
@@ -94,25 +104,27 @@ def _java():
     return java
 
 
-def fetch(quiet=False):
-    """The directory holding the broker's jars, fetched first when the
-    cache does not have them yet. Concurrent fetches are safe: each copies
-    into a directory of its own, and the first to rename it into place
-    wins."""
-    libs = os.path.join(cache_dir(), "libs")
+def fetch(quiet=False, version=None):
+    """The directory holding the broker's jars (of kafka.version, or of
+    VERSION), fetched first when the cache does not have them yet.
+    Concurrent fetches are safe: each copies into a directory of its own,
+    and the first to rename it into place wins."""
+    version = version or kafka_version()
+    libs = os.path.join(cache_dir(version), "libs")
     if os.path.isdir(libs):
         return libs
     mvn = shutil.which("mvn")
     if not mvn:
         raise RuntimeError("mvn is not installed (./setup.sh installs it)")
-    os.makedirs(cache_dir(), exist_ok=True)
-    work = tempfile.mkdtemp(prefix="libs-", dir=cache_dir())
+    os.makedirs(cache_dir(version), exist_ok=True)
+    work = tempfile.mkdtemp(prefix="libs-", dir=cache_dir(version))
     try:
         if not quiet:
             print("kafka: fetching Apache Kafka %s from Maven Central into %s" % (
-                kafka_version(), libs), file=sys.stderr)
+                version, libs), file=sys.stderr)
         res = subprocess.run(
-            [mvn, "-q", "-B", "-f", POM, "dependency:copy-dependencies",
+            [mvn, "-q", "-B", "-f", POM, "-Dkafka.version=" + version,
+             "dependency:copy-dependencies",
              "-DincludeScope=runtime", "-DoutputDirectory=" + os.path.join(work, "libs")],
             stdin=subprocess.DEVNULL, capture_output=True, text=True)
         if res.returncode != 0:
@@ -295,9 +307,12 @@ class Node:
             props["advertised.listeners"] += ",SASL_SSL://127.0.0.1:%d" % self.sasl_port
             props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
             props.update({
-                "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
                 "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
                     "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                "listener.name.sasl_ssl.plain.sasl.jaas.config":
+                    "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    "user_%s=\"%s\";" % (self.cluster.sasl_user, self.cluster.sasl_password),
                 "ssl.keystore.type": "PEM",
                 "ssl.keystore.location": tls["keystore"],
                 "ssl.key.password": tls["key_password"],
@@ -388,7 +403,7 @@ class KafkaCluster:
     """NODES combined broker/controller nodes (see the module text).
     CONFIG: extra server.properties entries for every node."""
 
-    def __init__(self, nodes=1, config=None, heap="512m", sasl_ssl=False):
+    def __init__(self, nodes=1, config=None, heap="512m", sasl_ssl=False, version=None):
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
         self.nodes = nodes
@@ -396,8 +411,8 @@ class KafkaCluster:
         self.sasl_ssl = sasl_ssl
         self.heap = heap
         self.java = _java()
-        self.libs = fetch()
-        self.version = kafka_version()
+        self.version = version or kafka_version()
+        self.libs = fetch(version=self.version)
         self.cluster_id = random_cluster_id()
         self.dir = tempfile.mkdtemp(prefix="sfkafka-")
         if sasl_ssl:
@@ -418,7 +433,7 @@ class KafkaCluster:
 
     @property
     def sasl_bootstrap(self):
-        """The SASL_SSL listeners (SCRAM-SHA-512 as sasl_user with
+        """The SASL_SSL listeners (SCRAM-SHA-512 or PLAIN as sasl_user with
         sasl_password, the broker's certificate signed by tls["ca"]), when
         the cluster was made with sasl_ssl=True."""
         return ",".join("127.0.0.1:%d" % n.sasl_port for n in self.node)
@@ -531,7 +546,9 @@ def _stop_leftovers():
 def _main(argv):
     ap = argparse.ArgumentParser(description="Apache Kafka for syncfleet's tests")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("fetch", help="fetch the broker's jars into the cache (once)")
+    fe = sub.add_parser("fetch", help="fetch the broker's jars into the cache (once)")
+    fe.add_argument("--all", action="store_true",
+                    help="also the Kafka of the SCRAM test (kafka.scram.version)")
     sub.add_parser("version", help="print the Kafka version tests use")
     run = sub.add_parser("run", help="start a cluster, print its bootstrap servers, "
                          "run until SIGTERM/SIGINT, then stop it and remove its data")
@@ -544,8 +561,9 @@ def _main(argv):
         return 0
     if args.cmd == "fetch":
         t0 = time.monotonic()
-        libs = fetch()
-        print("kafka %s: %s (%.1fs)" % (kafka_version(), libs, time.monotonic() - t0))
+        for v in [kafka_version()] + ([scram_version()] if args.all else []):
+            libs = fetch(version=v)
+            print("kafka %s: %s (%.1fs)" % (v, libs, time.monotonic() - t0))
         return 0
 
     def on_signal(signum, frame):

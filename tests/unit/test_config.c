@@ -452,6 +452,97 @@ static void test_secret_from_file(void **state)
         free(token);
 }
 
+/* kafka.config: PROPERTY_file reads PROPERTY from a file; a credential
+ * written as a literal is refused; ${VAR} is taken. */
+static void test_kafka_config_secrets(void **state)
+{
+        char dir[] = "/tmp/sf-config-XXXXXX";
+        char *pipeline, *pwfile, *text, *expect, *err = NULL;
+        sf_config_t *cfg;
+        const char *yaml = "version: 1\n"
+                           "name: k\n"
+                           "kafka:\n"
+                           "  brokers: \"b:9093\"\n"
+                           "  config:\n"
+                           "    security.protocol: SASL_SSL\n"
+                           "    %s\n"
+                           "    %s\n";
+
+        (void)state;
+        assert_non_null(mkdtemp(dir));
+        pipeline = sf_asprintf("%s/pipeline.yaml", dir);
+        pwfile = sf_asprintf("%s/kafka-password", dir);
+        write_file(pwfile, "pa ss\n");
+
+        text = sf_asprintf(yaml, "sasl.password_file: kafka-password",
+                           "ssl.key.password: \"${SF_TEST_KEY_PW}\"");
+        setenv("SF_TEST_KEY_PW", "k3y", 1);
+        write_file(pipeline, text);
+        free(text);
+        cfg = sf_config_load(pipeline, &err);
+        if (!cfg)
+                fail_msg("%s", err);
+        assert_int_equal(cfg->kafka.config_cnt, 3);
+        assert_string_equal(cfg->kafka.config[1].key, "sasl.password");
+        assert_string_equal(cfg->kafka.config[1].value, "pa ss");
+        assert_string_equal(cfg->kafka.config[2].key, "ssl.key.password");
+        assert_string_equal(cfg->kafka.config[2].value, "k3y");
+        sf_config_destroy(cfg);
+
+        text = sf_asprintf(yaml, "sasl.password: hunter2",
+                           "sasl.oauthbearer.client.secret: s3");
+        write_file(pipeline, text);
+        free(text);
+        assert_null(sf_config_load(pipeline, &err));
+        expect = sf_asprintf(
+            "%s:7:20: literal secret in kafka.config.sasl.password: use "
+            "${VAR} or sasl.password_file instead\n"
+            "%s:8:37: literal secret in "
+            "kafka.config.sasl.oauthbearer.client.secret: use ${VAR} or "
+            "sasl.oauthbearer.client.secret_file instead\n",
+            pipeline, pipeline);
+        assert_string_equal(err, expect);
+        assert_null(strstr(err, "hunter2"));
+        free(expect);
+        free(err);
+        err = NULL;
+
+        text = sf_asprintf(yaml, "sasl.password_file: missing",
+                           "sasl.username: u");
+        write_file(pipeline, text);
+        free(text);
+        assert_null(sf_config_load(pipeline, &err));
+        expect = sf_asprintf("%s:7:25: cannot read "
+                             "kafka.config.sasl.password_file %s/missing: No "
+                             "such file or directory\n",
+                             pipeline, dir);
+        assert_string_equal(err, expect);
+        free(expect);
+        free(err);
+        err = NULL;
+
+        text = sf_asprintf(yaml, "sasl.password_file: kafka-password",
+                           "sasl.password: \"${SF_TEST_KEY_PW}\"");
+        write_file(pipeline, text);
+        free(text);
+        assert_null(sf_config_load(pipeline, &err));
+        expect = sf_asprintf("%s:7:25: both sasl.password and "
+                             "sasl.password_file are given in kafka.config; "
+                             "use one\n",
+                             pipeline);
+        assert_string_equal(err, expect);
+        free(expect);
+        free(err);
+        err = NULL;
+
+        unsetenv("SF_TEST_KEY_PW");
+        unlink(pwfile);
+        unlink(pipeline);
+        rmdir(dir);
+        free(pipeline);
+        free(pwfile);
+}
+
 static void test_used_fields_and_mapping(void **state)
 {
         sf_config_t *cfg = load_ok(
@@ -931,6 +1022,7 @@ int main(void)
             cmocka_unit_test(test_defaults),
             cmocka_unit_test(test_env_substitution),
             cmocka_unit_test(test_secret_from_file),
+        cmocka_unit_test(test_kafka_config_secrets),
             cmocka_unit_test(test_used_fields_and_mapping),
             cmocka_unit_test(test_used_fields_of_query),
             cmocka_unit_test(test_old_reply_names),
