@@ -383,6 +383,10 @@ int sf_cmd_lag(int argc, char **argv)
                                         group, errstr);
                                 rc = SF_EXIT_RUNTIME;
                                 free(group);
+                                /* refused credentials: logged, and the
+                                 * same for every group */
+                                if (sf_kafka_failure(NULL, 0))
+                                        break;
                                 continue;
                         }
                         cJSON_AddNumberToObject(g, "lag", (double)total);

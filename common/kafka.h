@@ -54,6 +54,14 @@ int sf_kafka_create_topics(const sf_config_t *cfg, sf_broker_t *embedded,
  * asked the process to stop (sf_request_stop). */
 int sf_kafka_failure(char *buf, size_t size);
 
+/* rd_kafka_metadata() that gives up as soon as a client of the process
+ * failed for good (sf_kafka_failure: RD_KAFKA_RESP_ERR__AUTHENTICATION),
+ * instead of waiting out TIMEOUT_MS: it asks in slices of 500 ms. */
+rd_kafka_resp_err_t sf_kafka_metadata(rd_kafka_t *rk, int all_topics,
+                                      rd_kafka_topic_t *only,
+                                      const struct rd_kafka_metadata **md,
+                                      int timeout_ms);
+
 /* A client configuration: kafka.config entries, then bootstrap.servers =
  * BOOTSTRAPS, then client.id = CLIENT_ID. NULL with errstr naming the bad
  * property. */

@@ -203,15 +203,7 @@ static int sf_topics_seen(rd_kafka_t *rk, const char *const *topics,
         rd_kafka_resp_err_t err;
         char err_why[1024];
 
-        /* In slices, so that refused credentials (sf_kafka_failure) end
-         * the wait at once rather than after the whole of it. */
-        for (int waited = 0;; waited += 500) {
-                err = rd_kafka_metadata(rk, 1, NULL, &md, 500);
-                if (!err || waited >= 10000 || sf_kafka_failure(NULL, 0) ||
-                    (err != RD_KAFKA_RESP_ERR__TIMED_OUT &&
-                     err != RD_KAFKA_RESP_ERR__TRANSPORT))
-                        break;
-        }
+        err = sf_kafka_metadata(rk, 1, NULL, &md, 10000);
         if (err && sf_kafka_failure(err_why, sizeof(err_why))) {
                 sf_seterr(errstr, errstr_size, "%s", err_why);
                 return -1;

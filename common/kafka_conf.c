@@ -84,6 +84,39 @@ int sf_kafka_failure(char *buf, size_t size)
         return failed;
 }
 
+rd_kafka_resp_err_t sf_kafka_metadata(rd_kafka_t *rk, int all_topics,
+                                      rd_kafka_topic_t *only,
+                                      const struct rd_kafka_metadata **md,
+                                      int timeout_ms)
+{
+        int64_t deadline = sf_now_ms() + timeout_ms;
+        rd_kafka_resp_err_t err;
+
+        for (;;) {
+                int64_t left = deadline - sf_now_ms();
+
+                err = rd_kafka_metadata(rk, all_topics, only, md,
+                                        left > 500 ? 500
+                                                   : (left > 0 ? (int)left : 1));
+                if (err && sf_kafka_failure(NULL, 0))
+                        return RD_KAFKA_RESP_ERR__AUTHENTICATION;
+                if (!err ||
+                    (err != RD_KAFKA_RESP_ERR__TIMED_OUT &&
+                     err != RD_KAFKA_RESP_ERR__TRANSPORT))
+                        return err;
+                left = deadline - sf_now_ms();
+                if (left <= 0)
+                        return err;
+                /* no broker reachable yet: an answer at once, not a wait */
+                if (err == RD_KAFKA_RESP_ERR__TRANSPORT) {
+                        struct timespec ts = {0, (left < 100 ? left : 100) *
+                                                     1000000L};
+
+                        nanosleep(&ts, NULL);
+                }
+        }
+}
+
 /* The brokers refused the client's credentials. librdkafka would try
  * again forever, and every attempt fails the same way: the component
  * stops instead, saying why, so that a wrong password shows at once (and a

@@ -94,7 +94,7 @@ int sf_group_lag_read(rd_kafka_t *rk, const char *topic, int timeout_ms,
         int n = -1;
 
         *out = NULL;
-        err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+        err = sf_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
         if (err || md->topic_cnt != 1 || md->topics[0].err) {
                 sf_seterr(errstr, errstr_size, "metadata of %s: %s", topic,
                           rd_kafka_err2str(err ? err : md->topics[0].err));
