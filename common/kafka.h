@@ -49,7 +49,8 @@ int sf_kafka_create_topics(const sf_config_t *cfg, sf_broker_t *embedded,
                            size_t errstr_size);
 
 /* 1 when a Kafka client of this process failed in a way retrying cannot
- * mend (the brokers refused its credentials), with the reason in BUF (may
+ * mend (the brokers refused its credentials, or their certificate is not
+ * one it trusts), with the reason in BUF (may
  * be NULL); 0 otherwise. Such a failure was logged when it happened and
  * asked the process to stop (sf_request_stop). */
 int sf_kafka_failure(char *buf, size_t size);

@@ -16,6 +16,7 @@
 #include "sf.h"
 
 static void sf_kafka_auth_failed(const rd_kafka_t *rk, const char *reason);
+static void sf_kafka_tls_failed(const rd_kafka_t *rk, const char *reason);
 
 /* librdkafka logs with syslog levels from its own threads; sf_log is
  * thread-safe, so they go straight into the process log. */
@@ -56,14 +57,16 @@ static void sf_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
          * request) does not; the broker thread logs them at once. A login
          * cut short by the client's own shutdown is not a refusal. */
         if (level <= 3 && !strcmp(fac, "FAIL") &&
-            strstr(buf, ": SASL authentication error: ") &&
             !strstr(buf, "Broker handle destroyed")) {
                 const char *why = buf;
 
                 /* "[thrd:NAME]: " says which librdkafka thread logged */
                 if (!strncmp(why, "[thrd:", 6) && strstr(why, "]: "))
                         why = strstr(why, "]: ") + 3;
-                sf_kafka_auth_failed(rk, why);
+                if (strstr(buf, ": SASL authentication error: "))
+                        sf_kafka_auth_failed(rk, why);
+                else if (strstr(buf, "certificate verify failed"))
+                        sf_kafka_tls_failed(rk, why);
         }
 }
 
@@ -117,6 +120,26 @@ rd_kafka_resp_err_t sf_kafka_metadata(rd_kafka_t *rk, int all_topics,
         }
 }
 
+/* Records the first failure for good (WHAT: REASON (check CHECK)HINT),
+ * logs it once and asks the process to stop. */
+static void sf_kafka_refused(const rd_kafka_t *rk, const char *what,
+                             const char *reason, const char *check,
+                             const char *hint)
+{
+        int first;
+
+        pthread_mutex_lock(&sf_kafka_failure_lock);
+        first = sf_kafka_failure_msg[0] == '\0';
+        if (first)
+                snprintf(sf_kafka_failure_msg, sizeof(sf_kafka_failure_msg),
+                         "%s: %s (check %s)%s", what, reason, check, hint);
+        pthread_mutex_unlock(&sf_kafka_failure_lock);
+        if (first)
+                sf_error("kafka", "%s: %s; stopping", rd_kafka_name(rk),
+                         sf_kafka_failure_msg);
+        sf_request_stop();
+}
+
 /* The brokers refused the client's credentials. librdkafka would try
  * again forever, and every attempt fails the same way: the component
  * stops instead, saying why, so that a wrong password shows at once (and a
@@ -127,7 +150,6 @@ static void sf_kafka_auth_failed(const rd_kafka_t *rk, const char *reason)
 {
         char mech[64] = "", hint[400] = "";
         size_t mech_size = sizeof(mech);
-        int first;
 
         if (rd_kafka_conf_get(rd_kafka_conf((rd_kafka_t *)rk),
                               "sasl.mechanisms", mech,
@@ -144,25 +166,29 @@ static void sf_kafka_auth_failed(const rd_kafka_t *rk, const char *reason)
                          "(librdkafka 2.6.1 can): use sasl.mechanisms PLAIN "
                          "over SASL_SSL there",
                          rd_kafka_version_str());
-        pthread_mutex_lock(&sf_kafka_failure_lock);
-        first = sf_kafka_failure_msg[0] == '\0';
-        if (first)
-                snprintf(sf_kafka_failure_msg, sizeof(sf_kafka_failure_msg),
-                         "kafka authentication failed: %s (check "
+        sf_kafka_refused(rk, "kafka authentication failed", reason,
                          "kafka.config sasl.mechanisms, sasl.username and "
-                         "sasl.password)%s",
-                         reason, hint);
-        pthread_mutex_unlock(&sf_kafka_failure_lock);
-        if (first)
-                sf_error("kafka", "%s: %s; stopping", rd_kafka_name(rk),
-                         sf_kafka_failure_msg);
-        sf_request_stop();
+                         "sasl.password",
+                         hint);
+}
+
+/* The client does not trust the brokers' certificate: every connection
+ * would fail the same way, so the component stops, as for refused
+ * credentials. */
+static void sf_kafka_tls_failed(const rd_kafka_t *rk, const char *reason)
+{
+        sf_kafka_refused(rk, "kafka TLS handshake failed", reason,
+                         "kafka.config ssl.ca.location, the CA that signed "
+                         "the brokers' certificates, and that those name "
+                         "the hosts in kafka.brokers",
+                         "");
 }
 
 /* Client-wide errors. Most are transient (a broker went away) and
  * librdkafka recovers by itself; a fatal error (the idempotent producer
  * lost its guarantees) makes every later call fail, which callers see.
- * Refused credentials stop the process (sf_kafka_auth_failed). */
+ * Refused credentials and untrusted broker certificates stop the process
+ * (sf_kafka_refused). */
 static void sf_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason,
                               void *opaque)
 {
@@ -170,6 +196,11 @@ static void sf_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason,
         if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION &&
             !strstr(reason, "Broker handle destroyed")) {
                 sf_kafka_auth_failed(rk, reason);
+                return;
+        }
+        if (err == RD_KAFKA_RESP_ERR__SSL &&
+            strstr(reason, "certificate verify failed")) {
+                sf_kafka_tls_failed(rk, reason);
                 return;
         }
         if (err == RD_KAFKA_RESP_ERR__FATAL) {

@@ -21,7 +21,8 @@ works, with a librdkafka that has the fix).
 Asserted on what came out: the receiver got every change, in order per
 id; with a wrong password each component exits non-zero within seconds
 (not after librdkafka's endless retries) with one error naming the
-broker, the mechanism and what to check; and neither the password nor a
+broker, the mechanism and what to check (and the same for a broker
+certificate that the configured CA did not sign); and neither the password nor a
 wrong one appears in any line any process wrote, at debug level with
 librdkafka's security and broker debugging on.
 """
@@ -67,9 +68,10 @@ class SaslPipeline(sfkafka.KafkaPipeline):
     """A KafkaPipeline whose components log in on the SASL_SSL listener;
     the test's own checks (kcat) read through the PLAINTEXT one."""
 
-    def __init__(self, test, c, prefix, receiver, mechanism, password, password_file=None):
+    def __init__(self, test, c, prefix, receiver, mechanism, password, password_file=None,
+                 ca=None):
         config = {"security.protocol": "SASL_SSL", "sasl.mechanisms": mechanism,
-                  "sasl.username": c.sasl_user, "ssl.ca.location": c.tls["ca"],
+                  "sasl.username": c.sasl_user, "ssl.ca.location": ca or c.tls["ca"],
                   # librdkafka's own account of the login, into the log
                   "debug": "security,broker"}
         if password_file:
@@ -141,11 +143,13 @@ class SaslTest(sftest.TestCase):
         writer.close()
         self.assert_no_secret(procs, c.sasl_password)
 
-    def refused(self, c, prefix, mechanism, password):
-        """Each component with PASSWORD exits non-zero, saying why, within
-        seconds. Returns the processes and their error lines."""
+    def refused(self, c, prefix, mechanism, password, ca=None,
+                what="kafka authentication failed"):
+        """Each component with PASSWORD (and CA) exits non-zero, saying
+        why (WHAT: ...), within seconds. Returns the processes and their
+        error lines."""
         receiver = self.receiver()
-        pipe = SaslPipeline(self, c, prefix, receiver, mechanism, password)
+        pipe = SaslPipeline(self, c, prefix, receiver, mechanism, password, ca=ca)
         sftest.ChangeWriter(pipe.db_path, seed=12).close()
         procs = [pipe.start("producer-" + prefix, "producer"),
                  pipe.start("router-" + prefix, "router"),
@@ -160,8 +164,7 @@ class SaslTest(sftest.TestCase):
                 raise AssertionError("%s still runs 45 s after its login was refused\n%s" % (
                     p.name, p.tail()))
             self.assertNotEqual(p.popen.returncode, 0, "%s exited 0\n%s" % (p.name, p.tail()))
-            lines = [line for line in p.stderr().splitlines()
-                     if "kafka authentication failed" in line]
+            lines = [line for line in p.stderr().splitlines() if what in line]
             self.assertTrue(lines, "%s said why it stopped\n%s" % (p.name, p.tail()))
             errors[p.name] = lines
         self.assertEqual(receiver.requests(), [], "nothing reached the target")
@@ -200,6 +203,22 @@ class SaslTest(sftest.TestCase):
                              r"Invalid username or password", name)
             self.assertNotIn("SCRAM", lines[0], "no SCRAM hint for a PLAIN login")
         self.assert_no_secret(procs, wrong, c.sasl_password)
+
+    def test_a_broker_certificate_of_another_ca_fails_fast(self):
+        c = cluster(Kafka.kafka_version())
+        other = self.tmp.join("other-ca")
+        os.makedirs(other)
+        other_ca = Kafka.make_tls(other)["ca"]
+        procs, errors = self.refused(c, "ca%d" % os.getpid(), "PLAIN", c.sasl_password,
+                                     ca=other_ca, what="kafka TLS handshake failed")
+        for name, lines in errors.items():
+            self.assertRegex(lines[0], r"kafka TLS handshake failed: sasl_ssl://127\.0\.0\.1:"
+                             r"\d+/\S+: SSL handshake failed: .*certificate verify failed.* "
+                             r"\(check kafka\.config ssl\.ca\.location, the CA that signed the "
+                             r"brokers' certificates, and that those name the hosts in "
+                             r"kafka\.brokers\); stopping$", name)
+            self.assertEqual(len(lines), 1, "%s said it once: %s" % (name, lines))
+        self.assert_no_secret(procs, c.sasl_password)
 
     def test_scram_on_kafka_4_is_explained(self):
         c = cluster(Kafka.kafka_version())
