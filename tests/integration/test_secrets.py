@@ -57,6 +57,7 @@ connectors:
     type: http
     base_url: ${USERINFO_URL}
     tls_verify: false
+  failures: { type: file, dir: ./failures, format: jsonl }
 messages:
   to-bearer:
     trigger: { table: customers, events: [insert] }
@@ -78,6 +79,13 @@ messages:
     trigger: { table: customers, events: [insert] }
     target: { connector: userinfo, method: POST }
     mapping: { id: "{{id}}" }
+web_service_actions:
+  check-userinfo:
+    trigger: { table: customers, events: [insert] }
+    request: { connector: userinfo, method: POST }
+    error:
+      target: { connector: failures }
+      mapping: { id: "{{id}}", message: "{{@error.message}}" }
 """
 
 # to-oauth-echo never reaches the DLQ: a token endpoint that refuses is not
@@ -159,6 +167,9 @@ class SecretsTest(sftest.TestCase):
                                   timeout=60)
         run.wait_line(r"oauth2 token from POST .*/token-echo: HTTP 401: ",
                       timeout=30, stream="stderr")
+        failures = self.tmp.join("failures", "check-userinfo.jsonl")
+        sftest.wait_for(lambda: os.path.exists(failures), timeout=30,
+                        what="the error mapping's file")
         run.stop(timeout=20)
 
         # The secrets did go out, each where it belongs.
@@ -189,6 +200,15 @@ class SecretsTest(sftest.TestCase):
         self.assertIn("http://carol:***@127.0.0.1:%d/ui?api_key=***" % rcv.port,
                       errors["to-userinfo"])
         self.assertIn('"query":"api_key=***"', errors["to-userinfo"])
+
+        # What the error step wrote: @error.message is redacted too.
+        with open(failures) as f:
+            written = f.read()
+        self.assert_clean(written, "the error mapping's file")
+        self.assertEqual(len(written.splitlines()), 1, written)
+        self.assertIn("HTTP 422 from POST http://carol:***@127.0.0.1:%d/ui?api_key=***: "
+                      '{"authorization":"Basic ***"' % rcv.port,
+                      json.loads(written)["message"])
 
         # Every log line, at debug level.
         log = run.stderr()
