@@ -174,7 +174,7 @@ fi
 # no message quotes a secret: the token (a newline in it), the DSN's
 # password and a secret put in a number's place come from ${VAR}.
 export BAD_TOKEN=$'tok-5ecret\nsecond-line' BAD_HEADER=$'key-5ecret\r\nX-Injected: 1'
-export DSN_PW=dsn-5ecret
+export DSN_PW=dsn-5ecret NUM_SECRET=9500
 cat >"$tmp/refused.yaml" <<'EOF'
 version: 1
 name: refused
@@ -189,6 +189,7 @@ connectors:
     type: http
     base_url: https://api.example.com
     timeout_ms: ${BAD_TOKEN}
+    max_in_flight: "${NUM_SECRET}1e3"
     headers: { X-Api-Key: "${BAD_HEADER}" }
     auth: { type: bearer, token: "${BAD_TOKEN}" }
     ca_file: ./no-such-ca.pem
@@ -209,10 +210,11 @@ expect_file refused err "$tmp/refused.yaml:4:15: expected at most 100000 for kaf
 $tmp/refused.yaml:5:32: kafka.config.message.max.bytes: librdkafka refuses it: Configuration property \"message.max.bytes\" value 2000000000 is outside allowed range 1000..1000000000
 $tmp/refused.yaml:6:32: source.dsn is not a PostgreSQL connection string libpq can read: invalid URI query parameter: \"...\"
 $tmp/refused.yaml:13:17: expected a number for connectors.api.timeout_ms, got the value of \${BAD_TOKEN}
-$tmp/refused.yaml:14:27: connectors.api.headers.X-Api-Key holds a control character (byte 0x0d at offset 10), which cannot go into an HTTP header
-$tmp/refused.yaml:15:34: connectors.api.auth.token holds a control character (byte 0x0a at offset 10), which cannot go into an HTTP header; a trailing newline of a secret file is dropped, any other is part of the value
-$tmp/refused.yaml:16:14: cannot read connectors.api.ca_file $tmp/no-such-ca.pem: No such file or directory
-$tmp/refused.yaml:20:38: expected an http:// or https:// URL for connectors.idp.auth.token_url
+$tmp/refused.yaml:14:20: expected a whole number for connectors.api.max_in_flight, got the value of \${NUM_SECRET}1e3
+$tmp/refused.yaml:15:27: connectors.api.headers.X-Api-Key holds a control character (byte 0x0d at offset 10), which cannot go into an HTTP header
+$tmp/refused.yaml:16:34: connectors.api.auth.token holds a control character (byte 0x0a at offset 10), which cannot go into an HTTP header; a trailing newline of a secret file is dropped, any other is part of the value
+$tmp/refused.yaml:17:14: cannot read connectors.api.ca_file $tmp/no-such-ca.pem: No such file or directory
+$tmp/refused.yaml:21:38: expected an http:// or https:// URL for connectors.idp.auth.token_url
 "
 grep -q -e 5ecret "$tmp/refused.err" && fail "refused: an error quotes a secret"
 
