@@ -181,7 +181,7 @@ name: refused
 kafka:
   partitions: 1000000
   config: { message.max.bytes: "2000000000", sasl.password: "${DSN_PW}" }
-source: { type: postgres, dsn: "postgresql://bob:${DSN_PW}@db.invalid/erp?sslmode=on&bogus=1" }
+source: { type: postgres, dsn: "postgresql://bob:${DSN_PW}%zz@db.invalid/erp" }
 tables:
   customers: { key: [id] }
 connectors:
@@ -208,7 +208,7 @@ expect_rc refused 2
 expect_file refused out ""
 expect_file refused err "$tmp/refused.yaml:4:15: expected at most 100000 for kafka.partitions (the most partitions a topic can have: Kafka's clients refuse more), got 1000000
 $tmp/refused.yaml:5:32: kafka.config.message.max.bytes: librdkafka refuses it: Configuration property \"message.max.bytes\" value 2000000000 is outside allowed range 1000..1000000000
-$tmp/refused.yaml:6:32: source.dsn is not a PostgreSQL connection string libpq can read: invalid URI query parameter: \"...\"
+$tmp/refused.yaml:6:32: source.dsn is not a PostgreSQL connection string libpq can read: invalid percent-encoded token: \"...\"
 $tmp/refused.yaml:13:17: expected a number for connectors.api.timeout_ms, got the value of \${BAD_TOKEN}
 $tmp/refused.yaml:14:20: expected a whole number for connectors.api.max_in_flight, got the value of \${NUM_SECRET}1e3
 $tmp/refused.yaml:15:27: connectors.api.headers.X-Api-Key holds a control character (byte 0x0d at offset 10), which cannot go into an HTTP header
