@@ -51,27 +51,45 @@ static void redact_drop(size_t i)
         redact_cnt--;
 }
 
-/* Keeps only the newest SF_REDACT_ROTATING_MAX rotating forms. A rotating
- * secret registers up to three forms, so the bound is on forms. */
+/* Keeps only the newest SF_REDACT_ROTATING_MAX rotating secrets, each
+ * with all its forms (the forms of one secret share its seq). Caller holds
+ * the write lock. */
 static void redact_trim_rotating(void)
 {
         for (;;) {
-                size_t n = 0, oldest = 0;
+                unsigned long oldest = 0, newest = 0;
+                size_t n = 0;
 
                 for (size_t i = 0; i < redact_cnt; i++) {
+                        unsigned long q = redact_v[i].seq;
+
                         if (!redact_v[i].rotating)
                                 continue;
-                        if (!n++ || redact_v[i].seq < redact_v[oldest].seq)
-                                oldest = i;
+                        if (!oldest || q < oldest)
+                                oldest = q;
+                        if (q > newest)
+                                newest = q;
                 }
-                if (n <= 3 * SF_REDACT_ROTATING_MAX)
+                /* seqs of rotating secrets are consecutive registrations,
+                 * but permanent ones interleave: count the distinct ones */
+                for (unsigned long q = oldest; oldest && q <= newest; q++)
+                        for (size_t i = 0; i < redact_cnt; i++)
+                                if (redact_v[i].rotating &&
+                                    redact_v[i].seq == q) {
+                                        n++;
+                                        break;
+                                }
+                if (n <= SF_REDACT_ROTATING_MAX)
                         return;
-                redact_drop(oldest);
+                for (size_t i = redact_cnt; i-- > 0;)
+                        if (redact_v[i].rotating && redact_v[i].seq == oldest)
+                                redact_drop(i);
         }
 }
 
 /* Caller holds the write lock. */
-static void redact_put(const char *s, size_t len, int rotating)
+static void redact_put(const char *s, size_t len, int rotating,
+                       unsigned long seq)
 {
         size_t at;
 
@@ -88,7 +106,7 @@ static void redact_put(const char *s, size_t len, int rotating)
         redact_v[at].v = sf_strndup(s, len);
         redact_v[at].len = len;
         redact_v[at].rotating = rotating;
-        redact_v[at].seq = ++redact_seq;
+        redact_v[at].seq = seq;
         redact_cnt++;
         atomic_store(&redact_any, 1);
 }
@@ -148,6 +166,7 @@ static char *redact_json(const char *s, int slash)
 static void redact_register(const char *secret, int rotating)
 {
         char *forms[4] = {NULL, NULL, NULL, NULL};
+        unsigned long seq;
 
         if (!secret || strlen(secret) < SF_REDACT_MIN_LEN)
                 return;
@@ -155,9 +174,10 @@ static void redact_register(const char *secret, int rotating)
         forms[1] = redact_json(secret, 0);
         forms[2] = redact_json(secret, 1);
         pthread_rwlock_wrlock(&redact_lock);
-        redact_put(secret, strlen(secret), rotating);
+        seq = ++redact_seq;
+        redact_put(secret, strlen(secret), rotating, seq);
         for (int i = 0; i < 3; i++)
-                redact_put(forms[i], strlen(forms[i]), rotating);
+                redact_put(forms[i], strlen(forms[i]), rotating, seq);
         if (rotating)
                 redact_trim_rotating();
         pthread_rwlock_unlock(&redact_lock);
