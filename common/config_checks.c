@@ -181,13 +181,14 @@ void sf_cfg_check_kafka(sf_cfgctx_t *c, yaml_node_t *kafka)
          * a CA file librdkafka cannot load) comes out of rd_kafka_new, for
          * a producer and a consumer as syncfleet makes them. */
         for (int i = 0; !bad && i < 2; i++) {
-                rd_kafka_type_t type = i ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER;
+                rd_kafka_type_t type =
+                    i ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER;
                 rd_kafka_conf_t *dup = rd_kafka_conf_dup(conf);
                 char err[512];
                 rd_kafka_t *rk;
 
-                rd_kafka_conf_set(dup, "enable.idempotence", i ? "false" : "true",
-                                  err, sizeof(err));
+                rd_kafka_conf_set(dup, "enable.idempotence",
+                                  i ? "false" : "true", err, sizeof(err));
                 rk = rd_kafka_new(type, dup, err, sizeof(err));
                 if (rk) {
                         rd_kafka_destroy(rk);

@@ -20,18 +20,34 @@
 static const char *const conn_types[] = {"http", "file", "database", "kafka",
                                          NULL};
 
-static const char *const http_keys[] = {
-    "type",          "base_url",         "headers",    "auth",    "timeout_ms",
-    "max_in_flight", "rate_limit_per_s", "tls_verify", "ca_file", "retry",
-    NULL};
+static const char *const http_keys[] = {"type",
+                                        "base_url",
+                                        "headers",
+                                        "auth",
+                                        "timeout_ms",
+                                        "max_in_flight",
+                                        "rate_limit_per_s",
+                                        "tls_verify",
+                                        "ca_file",
+                                        "retry",
+                                        NULL};
 static const char *const file_keys[] = {"type", "dir", "format", "retry", NULL};
 static const char *const database_keys[] = {"type", "retry", NULL};
 static const char *const kafka_keys[] = {"type", "topic", "retry", NULL};
-static const char *const all_keys[] = {
-    "type",       "base_url",      "headers",          "auth",
-    "timeout_ms", "max_in_flight", "rate_limit_per_s", "tls_verify",
-    "retry",      "dir",           "format",           "topic",
-    "ca_file",    NULL};
+static const char *const all_keys[] = {"type",
+                                       "base_url",
+                                       "headers",
+                                       "auth",
+                                       "timeout_ms",
+                                       "max_in_flight",
+                                       "rate_limit_per_s",
+                                       "tls_verify",
+                                       "retry",
+                                       "dir",
+                                       "format",
+                                       "topic",
+                                       "ca_file",
+                                       NULL};
 
 static const char *const auth_types[] = {"none", "basic", "bearer", "oauth2",
                                          NULL};
@@ -266,9 +282,9 @@ static void cfg_http_headers(sf_cfgctx_t *c, yaml_node_t *n, const char *path)
                 int name_ok = key && *key;
 
                 for (const char *q = key; name_ok && *q; q++)
-                        name_ok = (*q > 0x20 && *q < 0x7f &&
-                                   (isalnum((unsigned char)*q) ||
-                                    strchr(tchar, *q)));
+                        name_ok =
+                            (*q > 0x20 && *q < 0x7f &&
+                             (isalnum((unsigned char)*q) || strchr(tchar, *q)));
                 if (key && !name_ok)
                         sf_cfg_errn(c, kn,
                                     "%s.headers: '%s' is not a header name "
@@ -302,9 +318,8 @@ static int cfg_url_has_secret(const char *url)
         if (!(q = strchr(end, '?')))
                 return 0;
         for (const char *w = q; *w; w++) {
-                static const char *const words[] = {"key",  "token", "secret",
-                                                    "pass", "sig",   "auth",
-                                                    NULL};
+                static const char *const words[] = {
+                    "key", "token", "secret", "pass", "sig", "auth", NULL};
 
                 for (int i = 0; words[i]; i++)
                         if (!strncasecmp(w, words[i], strlen(words[i])))

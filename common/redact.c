@@ -284,8 +284,9 @@ char *sf_redact_dup(const char *in)
 int sf_redact_is_secret_key(const char *key)
 {
         static const char *const exact[] = {
-            "sasl.password", "ssl.key.password", "ssl.keystore.password",
-            "sasl.oauthbearer.client.secret", "ssl.key.pem", NULL};
+            "sasl.password",         "ssl.key.password",
+            "ssl.keystore.password", "sasl.oauthbearer.client.secret",
+            "ssl.key.pem",           NULL};
         size_t n;
 
         if (!key)
@@ -376,8 +377,8 @@ static void redact_basic(const char *user, const char *password)
 static int redact_secret_name(const char *name, size_t n)
 {
         static const char *const words[] = {
-            "key",  "token", "secret",    "pass",      "pwd",     "auth",
-            "sig",  "code",  "credential", "session", "cookie",  NULL};
+            "key", "token", "secret",     "pass",    "pwd",    "auth",
+            "sig", "code",  "credential", "session", "cookie", NULL};
         char *low = sf_strndup(name, n);
         int hit = 0;
 
@@ -423,7 +424,8 @@ static void redact_url(const char *url)
                 const char *eq = memchr(q, '=', n);
 
                 if (eq && redact_secret_name(q, (size_t)(eq - q))) {
-                        char *raw = sf_strndup(eq + 1, n - (size_t)(eq - q) - 1);
+                        char *raw =
+                            sf_strndup(eq + 1, n - (size_t)(eq - q) - 1);
                         char *dec = redact_unpct(raw, strlen(raw), 1);
 
                         sf_redact_add(raw);

@@ -15,8 +15,7 @@
 #define SF_HTTP_HEADERS_MAX     8192 /* bytes of response headers kept */
 #define SF_HTTP_RETRY_AFTER_MAX (24 * 3600 * 1000LL)
 
-static void http_snippet_cut(const sf_buf_t *body, char *out,
-                                size_t out_size);
+static void http_snippet_cut(const sf_buf_t *body, char *out, size_t out_size);
 
 /* A snippet of BODY cut from its redacted text (redact.h): cut first, a
  * secret across the cut would leave its start behind, which no value
@@ -25,8 +24,9 @@ static void http_snippet_cut(const sf_buf_t *body, char *out,
 static void http_snippet_redacted(const sf_buf_t *body, char *out,
                                   size_t out_size)
 {
-        size_t w = body->len < SF_HTTP_SNIPPET + 65536 ? body->len
-                                                       : SF_HTTP_SNIPPET + 65536;
+        size_t w = body->len < SF_HTTP_SNIPPET + 65536
+                       ? body->len
+                       : SF_HTTP_SNIPPET + 65536;
         char *text = sf_malloc(w + 1);
         sf_buf_t red;
 
@@ -51,8 +51,7 @@ void sf_http_snippet(const sf_buf_t *body, char *out, size_t out_size)
         http_snippet_cut(body, out, out_size);
 }
 
-static void http_snippet_cut(const sf_buf_t *body, char *out,
-                                size_t out_size)
+static void http_snippet_cut(const sf_buf_t *body, char *out, size_t out_size)
 {
         size_t n = body->len < SF_HTTP_SNIPPET ? body->len : SF_HTTP_SNIPPET;
 

@@ -138,7 +138,8 @@ static int sf_mapping_names(const sf_mapping_t *m, const char *field)
 {
         for (size_t i = 0; m && m->type == SF_MAP_OBJECT && i < m->child_cnt;
              i++)
-                if (m->children[i]->name && !strcmp(m->children[i]->name, field))
+                if (m->children[i]->name &&
+                    !strcmp(m->children[i]->name, field))
                         return 1;
         return 0;
 }
@@ -157,7 +158,8 @@ static int sf_writeback_key(const sf_target_cfg_t *t, const sf_mapping_t *m,
                 return 0; /* the connector refuses it with its reason */
         for (size_t i = 0; i < t->key_cnt; i++) {
                 const char *k = t->key[i];
-                const cJSON *v = cJSON_GetObjectItemCaseSensitive(ob->root_key, k);
+                const cJSON *v =
+                    cJSON_GetObjectItemCaseSensitive(ob->root_key, k);
 
                 if (sf_mapping_names(m, k))
                         continue;

@@ -252,8 +252,8 @@ static char *echo_body(struct MHD_Connection *con, const char *query,
 {
         cJSON *o = cJSON_CreateObject();
         cJSON *headers = cJSON_CreateObject();
-        const char *auth = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
-                                                       "Authorization");
+        const char *auth =
+            MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
         char *text;
 
         if (auth)

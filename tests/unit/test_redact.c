@@ -67,9 +67,8 @@ static void test_cut_keeps_no_start(void **state)
 
         (void)state;
         sf_redact_add("TOPSECRETVALUE");
-        assert_int_equal(sf_redact_into("0123456789TOPSECRETVALUE", out,
-                                        sizeof(out)),
-                         11);
+        assert_int_equal(
+            sf_redact_into("0123456789TOPSECRETVALUE", out, sizeof(out)), 11);
         assert_string_equal(out, "0123456789*");
         assert_int_equal(sf_redact_into("abc", out, sizeof(out)), 3);
         assert_string_equal(out, "abc");

@@ -282,8 +282,7 @@ static void test_writeback_key_from_record(void **state)
         cJSON_Delete(reply);
         reply = sf_render_reply_error(500, "HTTP 500", 1);
         assert_int_equal(sf_render(sf_config_action(c, "named"), SF_STEP_ERROR,
-                                   &ob, ob.record, reply, &r, err,
-                                   sizeof(err)),
+                                   &ob, ob.record, reply, &r, err, sizeof(err)),
                          -1);
         assert_string_equal(err, "write-back to accounts: the key column "
                                  "account is neither in the mapping nor a "
