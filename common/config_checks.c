@@ -187,8 +187,12 @@ void sf_cfg_check_kafka(sf_cfgctx_t *c, yaml_node_t *kafka)
                 char err[512];
                 rd_kafka_t *rk;
 
-                rd_kafka_conf_set(dup, "enable.idempotence",
-                                  i ? "false" : "true", err, sizeof(err));
+                /* what syncfleet's producers force (kafka_producer.c) */
+                if (!i &&
+                    (rd_kafka_conf_set(dup, "enable.idempotence", "true", err,
+                                       sizeof(err)) ||
+                     rd_kafka_conf_set(dup, "acks", "all", err, sizeof(err))))
+                        sf_cfg_errn(c, n, "kafka.config: %s", err);
                 rk = rd_kafka_new(type, dup, err, sizeof(err));
                 if (rk) {
                         rd_kafka_destroy(rk);
