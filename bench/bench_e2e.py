@@ -67,7 +67,7 @@ connectors:
     base_url: http://127.0.0.1:{port}
     timeout_ms: 5000
     max_in_flight: {in_flight}
-
+{auth}
 messages:
   items-to-receiver:
     trigger:
@@ -328,6 +328,11 @@ def start(args, work):
         port = int(f.read().strip())
 
     pipeline = os.path.join(work, "pipeline.yaml")
+    auth = ""
+    if args.bearer_token:
+        # a secret the pipeline holds, so that redaction has work to do
+        os.environ["SF_BENCH_TOKEN"] = args.bearer_token
+        auth = '    auth: { type: bearer, token: "${SF_BENCH_TOKEN}" }\n'
     with open(pipeline, "w") as f:
         extra = "".join("    %s: \"%s\"\n" % tuple(kv.split("=", 1))
                         for kv in args.kafka_config)
@@ -336,6 +341,7 @@ def start(args, work):
                                 db=db,
                                 poll_ms=args.poll_ms, port=port,
                                 in_flight=args.max_in_flight,
+                                auth=auth,
                                 ack="  ack: %s\n" % args.ack if args.ack else ""))
 
     argv = [args.syncfleet, "run", "-c", pipeline,
@@ -620,6 +626,9 @@ def main():
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--poll-ms", type=int, default=10)
     ap.add_argument("--max-in-flight", type=int, default=64)
+    ap.add_argument("--bearer-token", default=None,
+                    help="send this bearer token (from ${VAR}): the run "
+                         "then has a secret to redact")
     ap.add_argument("--message-workers", type=int, default=1)
     ap.add_argument("--kafka-config", metavar="KEY=VALUE", action="append",
                     default=[], help="add KEY: VALUE to kafka.config "

@@ -9,10 +9,11 @@
 
 #include "kafka.h"
 #include "log.h"
+#include "redact.h"
 #include "sf.h"
 #include "state.h"
 
-sf_config_t *sf_cli_load(const char *file)
+sf_config_t *sf_cli_load_quiet(const char *file)
 {
         char *errors = NULL;
         sf_config_t *cfg = sf_config_load(file, &errors);
@@ -20,6 +21,22 @@ sf_config_t *sf_cli_load(const char *file)
         if (!cfg)
                 fputs(errors ? errors : "invalid configuration\n", stderr);
         free(errors);
+        /* before the first line that could show one of them */
+        sf_redact_config(cfg);
+        return cfg;
+}
+
+sf_config_t *sf_cli_load(const char *file)
+{
+        sf_config_t *cfg = sf_cli_load_quiet(file);
+        const char *w = cfg ? cfg->warnings : NULL;
+
+        while (w && *w) {
+                size_t n = strcspn(w, "\n");
+
+                sf_warn("config", "%.*s", (int)n, w);
+                w += n + (w[n] == '\n');
+        }
         return cfg;
 }
 

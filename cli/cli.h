@@ -10,8 +10,12 @@
 #define SF_DEFAULT_GRACE_MS 10000
 
 /* Loads FILE; on failure prints every error on stderr and returns NULL
- * (the caller exits with SF_EXIT_USAGE). */
+ * (the caller exits with SF_EXIT_USAGE). The pipeline's secrets are
+ * registered for redaction (redact.h) and its warnings logged. */
 sf_config_t *sf_cli_load(const char *file);
+/* The same without logging the warnings (cfg->warnings), for a command
+ * that shows them its own way. */
+sf_config_t *sf_cli_load_quiet(const char *file);
 
 /* The bootstrap servers a standalone component uses: OVERRIDE (--brokers)
  * when given, else kafka.brokers. An embedded broker (kafka.brokers or

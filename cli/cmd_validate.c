@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "config.h"
 #include "dry_run.h"
+#include "redact.h"
 #include "sf.h"
 
 static void usage(FILE *out)
@@ -32,9 +33,11 @@ int sf_cmd_validate(int argc, char **argv)
             {NULL, 0, NULL, 0},
         };
         const char *file = NULL, *event = NULL;
-        char errstr[512];
+        char errstr[512], *text = NULL;
+        size_t len = 0;
         sf_config_t *cfg;
-        int c;
+        FILE *out;
+        int c, rc = 0;
 
         optind = 1;
         while ((c = getopt_long(argc, argv, "c:e:h", opts, NULL)) != -1) {
@@ -57,17 +60,35 @@ int sf_cmd_validate(int argc, char **argv)
                 usage(stderr);
                 return SF_EXIT_USAGE;
         }
-        if (!(cfg = sf_cli_load(file)))
+        if (!(cfg = sf_cli_load_quiet(file)))
                 return SF_EXIT_USAGE;
-        if (event) {
-                int rc = sf_dry_run(cfg, event, stdout, errstr, sizeof(errstr));
-
-                if (rc)
-                        fprintf(stderr, "syncfleet validate: %s\n", errstr);
+        /* Everything validate shows is written to memory first and
+         * printed redacted: the dry run prints URLs, bodies and errors,
+         * which may hold the pipeline's secrets. */
+        if (!(out = open_memstream(&text, &len))) {
+                fprintf(stderr, "syncfleet validate: out of memory\n");
                 sf_config_destroy(cfg);
-                return rc ? SF_EXIT_USAGE : SF_EXIT_OK;
+                return SF_EXIT_USAGE;
         }
-        sf_config_print_summary(cfg, stdout);
+        if (cfg->warnings) {
+                char *w = sf_redact_dup(cfg->warnings);
+
+                fputs(w, stderr);
+                free(w);
+        }
+        if (event) {
+                rc = sf_dry_run(cfg, event, out, errstr, sizeof(errstr));
+        } else {
+                sf_config_print_summary(cfg, out);
+        }
+        fclose(out);
+        sf_redact_inplace(text);
+        fputs(text, stdout);
+        free(text);
+        if (rc) {
+                sf_redact_inplace(errstr);
+                fprintf(stderr, "syncfleet validate: %s\n", errstr);
+        }
         sf_config_destroy(cfg);
-        return SF_EXIT_OK;
+        return rc ? SF_EXIT_USAGE : SF_EXIT_OK;
 }

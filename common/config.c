@@ -42,6 +42,7 @@ void sf_cfg_free_connector(sf_connector_cfg_t *k)
         free(k->password);
         free(k->token);
         free(k->token_url);
+        free(k->ca_file);
         free(k->client_id);
         free(k->client_secret);
         free(k->scope);
@@ -121,6 +122,7 @@ void sf_config_destroy(sf_config_t *cfg)
         free(cfg->topic_outbound_message);
         free(cfg->topic_outbound_webservice);
         free(cfg->topic_dlq);
+        free(cfg->warnings);
         free(cfg);
 }
 
@@ -167,8 +169,14 @@ static void cfg_kafka(sf_cfgctx_t *c, yaml_node_t *n)
                             "expected a topic prefix of letters, digits, "
                             "'.', '_' and '-' for kafka.topic_prefix, got %s",
                             sf_cfg_describe(c, v, buf, sizeof(buf)));
-        sf_cfg_int(c, sf_cfg_get(c, n, "partitions"), "kafka.partitions", 1,
-                   INT_MAX, &k->partitions);
+        v = sf_cfg_get(c, n, "partitions");
+        if (!sf_cfg_int(c, v, "kafka.partitions", 1, INT_MAX, &k->partitions) &&
+            k->partitions > SF_KAFKA_PARTITIONS_MAX)
+                sf_cfg_errn(c, v,
+                            "expected at most %d for kafka.partitions (the "
+                            "most partitions a topic can have: Kafka's "
+                            "clients refuse more), got %d",
+                            SF_KAFKA_PARTITIONS_MAX, k->partitions);
         v = sf_cfg_get(c, n, "replication_factor");
         if (!sf_cfg_int(c, v, "kafka.replication_factor", -1, INT_MAX,
                         &k->replication_factor) &&
@@ -250,7 +258,8 @@ static void cfg_source(sf_cfgctx_t *c, yaml_node_t *n)
                            &s->poll_interval_ms);
                 return;
         }
-        sf_cfg_str(c, sf_cfg_get(c, n, "dsn"), "source.dsn", &s->dsn);
+        if (!sf_cfg_str(c, sf_cfg_get(c, n, "dsn"), "source.dsn", &s->dsn))
+                sf_cfg_check_dsn(c, sf_cfg_get(c, n, "dsn"), s->dsn);
         sf_cfg_ident(c, sf_cfg_get(c, n, "slot"), "source.slot", "slot",
                      &s->slot);
         sf_cfg_ident(c, sf_cfg_get(c, n, "publication"), "source.publication",
@@ -475,6 +484,8 @@ static void cfg_sections(sf_cfgctx_t *c)
                              SF_KIND_MESSAGE);
         sf_cfg_parse_actions(c, sf_cfg_get(c, root, "web_service_actions"),
                              SF_KIND_WEBSERVICE);
+        sf_cfg_check_kafka(c, sf_cfg_get(c, root, "kafka"));
+        sf_cfg_check_pipeline(c);
 
         cfg->kafka.embedded = !strcmp(cfg->kafka.brokers, "embedded");
         /* nothing survives the embedded broker: the source is the log */

@@ -30,6 +30,10 @@ typedef struct sf_kv {
 #define SF_EV_UPDATE 0x2u
 #define SF_EV_DELETE 0x4u
 
+/* The most partitions a topic can have: librdkafka refuses more
+ * (RD_KAFKAP_PARTITIONS_MAX), in its admin API and its mock cluster. */
+#define SF_KAFKA_PARTITIONS_MAX 100000
+
 typedef struct sf_kafka_cfg {
         char *brokers;           /* "embedded" or "host:port,..." */
         int embedded;            /* brokers == "embedded" */
@@ -138,6 +142,10 @@ typedef struct sf_connector_cfg {
         int max_in_flight;       /* default 32 */
         double rate_limit_per_s; /* 0: unlimited */
         int tls_verify;          /* default 1 */
+        /* CA certificates (PEM) that verify the target and the token_url,
+         * instead of the system's; resolved relative to the pipeline
+         * file's directory, readable at load. NULL: the system's. */
+        char *ca_file;
         /* file */
         char *dir; /* resolved relative to the pipeline file's directory */
         sf_file_format_t format;
@@ -268,6 +276,12 @@ typedef struct sf_config {
         char *topic_outbound_message;    /* PREFIX.outbound.message */
         char *topic_outbound_webservice; /* PREFIX.outbound.webservice */
         char *topic_dlq;                 /* PREFIX.dlq */
+        /* What loads but deserves attention (TLS verification off,
+         * credentials over http://, a reply copied whole into a table),
+         * as lines "FILE:LINE:COLUMN: warning: message\n"; NULL: none.
+         * `syncfleet validate` prints them, the other commands log them
+         * at start. */
+        char *warnings;
 } sf_config_t;
 
 /* Loads and validates PATH. On success returns the config and leaves errors

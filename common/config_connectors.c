@@ -4,9 +4,15 @@
  * with a base_url is caught. Secrets (auth.password, auth.token,
  * auth.client_secret) come from ${VAR} or a *_file, never from the YAML.
  */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config_internal.h"
 #include "sf.h"
@@ -14,17 +20,34 @@
 static const char *const conn_types[] = {"http", "file", "database", "kafka",
                                          NULL};
 
-static const char *const http_keys[] = {
-    "type",          "base_url",         "headers",    "auth",  "timeout_ms",
-    "max_in_flight", "rate_limit_per_s", "tls_verify", "retry", NULL};
+static const char *const http_keys[] = {"type",
+                                        "base_url",
+                                        "headers",
+                                        "auth",
+                                        "timeout_ms",
+                                        "max_in_flight",
+                                        "rate_limit_per_s",
+                                        "tls_verify",
+                                        "ca_file",
+                                        "retry",
+                                        NULL};
 static const char *const file_keys[] = {"type", "dir", "format", "retry", NULL};
 static const char *const database_keys[] = {"type", "retry", NULL};
 static const char *const kafka_keys[] = {"type", "topic", "retry", NULL};
-static const char *const all_keys[] = {
-    "type",       "base_url",      "headers",          "auth",
-    "timeout_ms", "max_in_flight", "rate_limit_per_s", "tls_verify",
-    "retry",      "dir",           "format",           "topic",
-    NULL};
+static const char *const all_keys[] = {"type",
+                                       "base_url",
+                                       "headers",
+                                       "auth",
+                                       "timeout_ms",
+                                       "max_in_flight",
+                                       "rate_limit_per_s",
+                                       "tls_verify",
+                                       "retry",
+                                       "dir",
+                                       "format",
+                                       "topic",
+                                       "ca_file",
+                                       NULL};
 
 static const char *const auth_types[] = {"none", "basic", "bearer", "oauth2",
                                          NULL};
@@ -67,6 +90,67 @@ out:
         free(p3);
 }
 
+static int cfg_is_url(const char *s)
+{
+        return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8);
+}
+
+/* 1 when URL's host is this machine (localhost, 127.x.x.x, [::1]): what
+ * goes there in clear text does not cross a network. */
+static int cfg_is_loopback(const char *url)
+{
+        const char *h = strstr(url, "://"), *end, *at;
+        size_t n;
+
+        if (!h)
+                return 0;
+        h += 3;
+        end = h + strcspn(h, "/?#");
+        for (at = h; at < end; at++)
+                if (*at == '@')
+                        h = at + 1;
+        n = (size_t)(end - h);
+        if (n >= 5 && !strncmp(h, "[::1]", 5))
+                return 1;
+        n = strcspn(h, ":/?#");
+        return (n == 9 && !strncasecmp(h, "localhost", 9)) ||
+               (n >= 4 && !strncmp(h, "127.", 4));
+}
+
+/* The first byte of S that cannot go into an HTTP header line: a control
+ * character (HTAB too unless TAB_OK) or DEL; NULL when there is none. */
+static const char *cfg_header_bad(const char *s, int tab_ok)
+{
+        for (const unsigned char *p = (const unsigned char *)s; p && *p; p++)
+                if ((*p < 0x20 && !(tab_ok && *p == '\t')) || *p == 0x7f)
+                        return (const char *)p;
+        return NULL;
+}
+
+/* A secret that goes into a header line (a bearer token): refused at
+ * load when a byte of it would end or break the line, which a request
+ * could never be sent with. Says where, never what the value is. */
+static void cfg_header_secret(sf_cfgctx_t *c, yaml_node_t *map,
+                              const char *path, const char *key,
+                              const char *value)
+{
+        char *fkey = sf_asprintf("%s_file", key);
+        yaml_node_t *vn = sf_cfg_get(c, map, key);
+        const char *bad = cfg_header_bad(value, 0);
+
+        if (!vn)
+                vn = sf_cfg_get(c, map, fkey);
+        if (bad)
+                sf_cfg_errn(c, vn,
+                            "%s.%s holds a control character (byte 0x%02x at "
+                            "offset %zu), which cannot go into an HTTP "
+                            "header; a trailing newline of a secret file is "
+                            "dropped, any other is part of the value",
+                            path, key, (unsigned)(unsigned char)*bad,
+                            (size_t)(bad - value));
+        free(fkey);
+}
+
 static void cfg_auth(sf_cfgctx_t *c, yaml_node_t *n, const char *path,
                      sf_connector_cfg_t *k)
 {
@@ -84,6 +168,7 @@ static void cfg_auth(sf_cfgctx_t *c, yaml_node_t *n, const char *path,
             "auth type oauth2"};
         sf_cfg_keys_t spec = {auth_all_keys, type_req, NULL, NULL};
         char *tpath = sf_cfg_path(path, "type");
+        yaml_node_t *v;
         char *p;
         int type = -1;
 
@@ -107,12 +192,26 @@ static void cfg_auth(sf_cfgctx_t *c, yaml_node_t *n, const char *path,
                 break;
         case SF_AUTH_BEARER:
                 k->auth = SF_AUTH_BEARER;
-                sf_cfg_secret(c, n, path, "token", 1, &k->token);
+                if (!sf_cfg_secret(c, n, path, "token", 1, &k->token))
+                        cfg_header_secret(c, n, path, "token", k->token);
                 break;
         case SF_AUTH_OAUTH2:
                 k->auth = SF_AUTH_OAUTH2;
                 p = sf_cfg_path(path, "token_url");
-                sf_cfg_str(c, sf_cfg_get(c, n, "token_url"), p, &k->token_url);
+                v = sf_cfg_get(c, n, "token_url");
+                if (!sf_cfg_str(c, v, p, &k->token_url) &&
+                    !cfg_is_url(k->token_url))
+                        sf_cfg_errn(c, v,
+                                    "expected an http:// or https:// URL for "
+                                    "%s",
+                                    p);
+                else if (k->token_url && !strncmp(k->token_url, "http://", 7) &&
+                         !cfg_is_loopback(k->token_url))
+                        sf_cfg_warnn(c, v,
+                                     "%s is http://: the client secret and "
+                                     "the access token travel in clear text "
+                                     "to another machine; use https://",
+                                     p);
                 free(p);
                 p = sf_cfg_path(path, "client_id");
                 sf_cfg_str(c, sf_cfg_get(c, n, "client_id"), p, &k->client_id);
@@ -130,9 +229,128 @@ out:
         free(tpath);
 }
 
-static int cfg_is_url(const char *s)
+/* ca_file: a readable regular file, resolved against the pipeline's
+ * directory. libcurl reads it at the first request; a file it cannot read
+ * then would fail every record as a TLS error. */
+static void cfg_ca_file(sf_cfgctx_t *c, yaml_node_t *v, const char *path,
+                        sf_connector_cfg_t *k)
 {
-        return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8);
+        char *p = sf_cfg_path(path, "ca_file");
+        char *file = NULL, *full = NULL;
+        struct stat st;
+        int fd;
+
+        if (sf_cfg_str(c, v, p, &file))
+                goto out;
+        full = sf_cfg_resolve(c->cfg->dir, file);
+        fd = open(full, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                sf_cfg_errn(c, v, "cannot read %s %s: %s", p, full,
+                            strerror(errno));
+                goto out;
+        }
+        if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+                sf_cfg_errn(c, v, "%s %s is not a file", p, full);
+                close(fd);
+                goto out;
+        }
+        close(fd);
+        k->ca_file = full;
+        full = NULL;
+out:
+        free(p);
+        free(file);
+        free(full);
+}
+
+/* Header names must be tokens and values on one line: what the http
+ * connector would refuse to open with. Values are not quoted (they may be
+ * keys). */
+static void cfg_http_headers(sf_cfgctx_t *c, yaml_node_t *n, const char *path)
+{
+        static const char tchar[] = "!#$%&'*+-.^_`|~";
+
+        if (!n || n->type != YAML_MAPPING_NODE)
+                return;
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+             p < n->data.mapping.pairs.top; p++) {
+                yaml_node_t *kn = sf_cfg_node(c, p->key);
+                yaml_node_t *vn = sf_cfg_node(c, p->value);
+                const char *key = sf_cfg_scalar(c, kn);
+                const char *val = sf_cfg_scalar(c, vn);
+                const char *bad;
+                int name_ok = key && *key;
+
+                for (const char *q = key; name_ok && *q; q++)
+                        name_ok =
+                            (*q > 0x20 && *q < 0x7f &&
+                             (isalnum((unsigned char)*q) || strchr(tchar, *q)));
+                if (key && !name_ok)
+                        sf_cfg_errn(c, kn,
+                                    "%s.headers: '%s' is not a header name "
+                                    "(letters, digits and !#$%%&'*+-.^_`|~)",
+                                    path, key);
+                if (val && !sf_cfg_is_bad(c, vn) &&
+                    (bad = cfg_header_bad(val, 1)))
+                        sf_cfg_errn(c, vn,
+                                    "%s.headers.%s holds a control character "
+                                    "(byte 0x%02x at offset %zu), which "
+                                    "cannot go into an HTTP header",
+                                    path, key ? key : "?",
+                                    (unsigned)(unsigned char)*bad,
+                                    (size_t)(bad - val));
+        }
+}
+
+/* 1 when URL carries a secret of its own: a password in its userinfo, or
+ * a query parameter whose name says key, token, secret, ... */
+static int cfg_url_has_secret(const char *url)
+{
+        const char *h = strstr(url, "://");
+        const char *end, *q;
+
+        if (!h)
+                return 0;
+        h += 3;
+        end = h + strcspn(h, "/?#");
+        if (memchr(h, '@', (size_t)(end - h)))
+                return 1;
+        if (!(q = strchr(end, '?')))
+                return 0;
+        for (const char *w = q; *w; w++) {
+                static const char *const words[] = {
+                    "key", "token", "secret", "pass", "sig", "auth", NULL};
+
+                for (int i = 0; words[i]; i++)
+                        if (!strncasecmp(w, words[i], strlen(words[i])))
+                                return 1;
+        }
+        return 0;
+}
+
+/* An http:// base_url to another machine, with credentials on the way. */
+static void cfg_http_clear(sf_cfgctx_t *c, yaml_node_t *v, const char *path,
+                           const sf_connector_cfg_t *k)
+{
+        static const char *const auths[] = {"", "basic credentials",
+                                            "a bearer token",
+                                            "an oauth2 access token"};
+        const char *what = NULL;
+
+        if (!v || !k->base_url || strncmp(k->base_url, "http://", 7) ||
+            cfg_is_loopback(k->base_url))
+                return;
+        if (cfg_url_has_secret(k->base_url))
+                what = "the credentials in the URL";
+        else if (k->auth != SF_AUTH_NONE)
+                what = auths[k->auth];
+        if (what)
+                sf_cfg_warnn(c, v,
+                             "%s.base_url is http://: %s travel%s in clear "
+                             "text to another machine with every request; "
+                             "use https://",
+                             path, what,
+                             strstr(what, "credentials") ? "" : "s");
 }
 
 static void cfg_http(sf_cfgctx_t *c, yaml_node_t *n, const char *path,
@@ -169,8 +387,21 @@ static void cfg_http(sf_cfgctx_t *c, yaml_node_t *n, const char *path,
                       &k->rate_limit_per_s);
         free(p);
         p = sf_cfg_path(path, "tls_verify");
-        sf_cfg_bool(c, sf_cfg_get(c, n, "tls_verify"), p, &k->tls_verify);
+        v = sf_cfg_get(c, n, "tls_verify");
+        if (!sf_cfg_bool(c, v, p, &k->tls_verify) && !k->tls_verify)
+                sf_cfg_warnn(c, v,
+                             "%s is false: syncfleet does not check who "
+                             "answers, so anyone on the way can read and "
+                             "change the requests%s; give the private CA as "
+                             "ca_file instead",
+                             p,
+                             k->auth != SF_AUTH_NONE
+                                 ? " and the credentials they carry"
+                                 : "");
         free(p);
+        cfg_ca_file(c, sf_cfg_get(c, n, "ca_file"), path, k);
+        cfg_http_headers(c, sf_cfg_get(c, n, "headers"), path);
+        cfg_http_clear(c, sf_cfg_get(c, n, "base_url"), path, k);
 }
 
 /* Returns 0 when the connector's type is known. */

@@ -194,6 +194,25 @@ void sf_cfg_parse_connectors(sf_cfgctx_t *c, yaml_node_t *n);
 void sf_cfg_parse_actions(sf_cfgctx_t *c, yaml_node_t *n,
                           sf_action_kind_t kind);
 
+/* --- config_checks.c --- */
+
+/* Appends "FILE:LINE:COL: warning: msg" to cfg->warnings; the file still
+ * loads. */
+void sf_cfg_warn(sf_cfgctx_t *c, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void sf_cfg_warnn(sf_cfgctx_t *c, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Reports at N a DSN that libpq's PQconninfoParse refuses, without
+ * quoting the parts of it that may be a password. */
+void sf_cfg_check_dsn(sf_cfgctx_t *c, yaml_node_t *n, const char *dsn);
+/* Reports every kafka.config value librdkafka refuses (at the value), then
+ * what a producer or consumer made of the whole refuses (at the section).
+ * KAFKA is the kafka section's node, or NULL. */
+void sf_cfg_check_kafka(sf_cfgctx_t *c, yaml_node_t *kafka);
+/* Warnings that need the whole pipeline: a response mapping copying a
+ * whole reply into a table. */
+void sf_cfg_check_pipeline(sf_cfgctx_t *c);
+
 /* --- config.c: freeing the parts --- */
 void sf_cfg_free_strs(char **v, size_t n);
 void sf_cfg_free_kvs(sf_kv_t *v, size_t n);

@@ -159,6 +159,14 @@ int sf_cfg_numeric(const char *s, int *integral)
         return *p == '\0';
 }
 
+/* S, the value of N, as a message may show it: as it is, unless it came
+ * from the environment (sf_cfg_describe says which variable then). */
+static const char *cfg_shown(sf_cfgctx_t *c, yaml_node_t *n, const char *s,
+                             char *buf, size_t size)
+{
+        return sf_cfg_from_env(c, n) ? sf_cfg_describe(c, n, buf, size) : s;
+}
+
 int sf_cfg_int(sf_cfgctx_t *c, yaml_node_t *n, const char *path, long min,
                long max, int *out)
 {
@@ -176,19 +184,20 @@ int sf_cfg_int(sf_cfgctx_t *c, yaml_node_t *n, const char *path, long min,
         }
         if (!integral) {
                 sf_cfg_errn(c, n, "expected a whole number for %s, got %s",
-                            path, s);
+                            path, cfg_shown(c, n, s, buf, sizeof(buf)));
                 return -1;
         }
         errno = 0;
         v = strtol(s, NULL, 10);
         if (v < min) {
                 sf_cfg_errn(c, n, "expected a number >= %ld for %s, got %s",
-                            min, path, s);
+                            min, path, cfg_shown(c, n, s, buf, sizeof(buf)));
                 return -1;
         }
         if (errno == ERANGE || v > max || v > INT_MAX) {
                 sf_cfg_errn(c, n, "expected a number <= %ld for %s, got %s",
-                            max < INT_MAX ? max : (long)INT_MAX, path, s);
+                            max < INT_MAX ? max : (long)INT_MAX, path,
+                            cfg_shown(c, n, s, buf, sizeof(buf)));
                 return -1;
         }
         *out = (int)v;
@@ -213,7 +222,7 @@ int sf_cfg_double(sf_cfgctx_t *c, yaml_node_t *n, const char *path, double min,
         v = strtod(s, NULL);
         if (v < min) {
                 sf_cfg_errn(c, n, "expected a number >= %g for %s, got %s", min,
-                            path, s);
+                            path, cfg_shown(c, n, s, buf, sizeof(buf)));
                 return -1;
         }
         *out = v;

@@ -368,6 +368,43 @@ int sf_cfg_from_env(sf_cfgctx_t *c, const yaml_node_t *n)
         return i < c->node_cnt && (c->flags[i] & SF_CFG_F_FROM_ENV);
 }
 
+/* A scalar that took a value from the environment, described as the file
+ * writes it ("the value of ${TOKEN}"): the value may be a secret put in
+ * the wrong place, and an error message must not print it. */
+static const char *cfg_describe_env(sf_cfgctx_t *c, const yaml_node_t *n,
+                                    char *buf, size_t size)
+{
+        const char *raw = (const char *)n->data.scalar.value;
+        size_t len = n->data.scalar.length, o;
+        int in_var = 0;
+
+        o = (size_t)snprintf(buf, size, "the value of ");
+        for (size_t i = 0; i < len && o + 5 < size; i++) {
+                char ch = raw[i];
+
+                if (ch == '$' && i + 1 < len &&
+                    (raw[i + 1] == '{' ||
+                     (c->envmark && raw[i + 1] == c->envmark))) {
+                        buf[o++] = '$';
+                        buf[o++] = '{';
+                        in_var = 1;
+                        i++;
+                        continue;
+                }
+                if (in_var && (ch == '}' || (c->envmark && ch == c->envmark))) {
+                        buf[o++] = '}';
+                        in_var = 0;
+                        continue;
+                }
+                buf[o++] = ch;
+        }
+        if (o + 5 >= size && size > 4)
+                memcpy(buf + size - 4, "...", 4);
+        else
+                buf[o] = '\0';
+        return buf;
+}
+
 const char *sf_cfg_describe(sf_cfgctx_t *c, const yaml_node_t *n, char *buf,
                             size_t size)
 {
@@ -382,6 +419,8 @@ const char *sf_cfg_describe(sf_cfgctx_t *c, const yaml_node_t *n, char *buf,
                 return "a sequence";
         case YAML_SCALAR_NODE:
                 s = sf_cfg_scalar(c, n);
+                if (sf_cfg_from_env(c, n))
+                        return cfg_describe_env(c, n, buf, size);
                 if (!*s)
                         return "nothing";
                 if (strlen(s) > 40)
@@ -467,7 +506,13 @@ void sf_cfg_unknown(sf_cfgctx_t *c, yaml_node_t *n, const char *what,
                     const char *const *names, size_t cnt)
 {
         const char *hint = sf_cfg_closest(name, names, cnt);
+        char buf[96];
 
+        if (n && n->type == YAML_SCALAR_NODE && sf_cfg_from_env(c, n)) {
+                sf_cfg_errn(c, n, "unknown %s (%s) in %s", what,
+                            sf_cfg_describe(c, n, buf, sizeof(buf)), path);
+                return;
+        }
         if (hint)
                 sf_cfg_errn(c, n, "unknown %s '%s' in %s (did you mean '%s'?)",
                             what, name, path, hint);

@@ -15,6 +15,7 @@
 
 #include "envelope.h"
 #include "log.h"
+#include "redact.h"
 #include "sf.h"
 
 /* How long a put may wait for room in the producer's queue. */
@@ -104,11 +105,20 @@ static int sf_dlq_send(sf_dlq_t *d, const sf_dead_letter_t *dl, void *opaque,
 int sf_dlq_put(sf_dlq_t *d, const sf_dead_letter_t *dl, void *opaque,
                char *errstr, size_t errstr_size)
 {
+        sf_dead_letter_t safe;
+        char *error;
+        int rc;
+
         if (!d->store)
                 return sf_dlq_send(d, dl, opaque, errstr, errstr_size);
-        if (sf_dlq_store_insert(d->store, dl, errstr, errstr_size))
-                return -1;
-        return SF_DLQ_STORED;
+        /* the store's error column is the syncfleet-error header of a
+         * topic DLQ (whose headers sf_dlq_headers_new redacts) */
+        safe = *dl;
+        error = sf_redact_dup(dl->error);
+        safe.error = error;
+        rc = sf_dlq_store_insert(d->store, &safe, errstr, errstr_size);
+        free(error);
+        return rc ? -1 : SF_DLQ_STORED;
 }
 
 void sf_dlq_close(sf_dlq_t *d)

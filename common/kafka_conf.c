@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "redact.h"
 #include "sf.h"
 
 static void sf_kafka_auth_failed(const rd_kafka_t *rk, const char *reason);
@@ -287,7 +288,7 @@ rd_kafka_headers_t *sf_dlq_headers_new(const rd_kafka_headers_t *orig,
         rd_kafka_headers_t *hdrs =
             orig ? rd_kafka_headers_copy(orig) : rd_kafka_headers_new(5);
         char attempts_s[16], failed_at[40];
-        char *origin;
+        char *origin, *safe_error = sf_redact_dup(error ? error : "");
 
         for (size_t i = 0; orig && i < sizeof(names) / sizeof(names[0]); i++)
                 rd_kafka_header_remove(hdrs, names[i]);
@@ -296,11 +297,13 @@ rd_kafka_headers_t *sf_dlq_headers_new(const rd_kafka_headers_t *orig,
             sf_asprintf("%s/%" PRId32 "/%" PRId64,
                         origin_topic ? origin_topic : "", partition, offset);
         sf_iso8601_now(failed_at, sizeof(failed_at));
-        rd_kafka_header_add(hdrs, names[0], -1, error ? error : "", -1);
+        /* every syncfleet-error header is made here: no secret in it */
+        rd_kafka_header_add(hdrs, names[0], -1, safe_error, -1);
         rd_kafka_header_add(hdrs, names[1], -1, stage ? stage : "", -1);
         rd_kafka_header_add(hdrs, names[2], -1, attempts_s, -1);
         rd_kafka_header_add(hdrs, names[3], -1, origin, -1);
         rd_kafka_header_add(hdrs, names[4], -1, failed_at, -1);
         free(origin);
+        free(safe_error);
         return hdrs;
 }

@@ -1,6 +1,9 @@
 /*
  * Line-oriented logging to stderr. One fprintf per entry under the stream
  * lock, so lines from the threads of `syncfleet run` never interleave.
+ * Every message passes through the secrets' redaction (redact.h) here, so
+ * no caller has to remember it: librdkafka's lines come through sf_log
+ * too.
  */
 #include "log.h"
 
@@ -10,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+#include "redact.h"
 
 static int sf_log_level = -1;
 
@@ -45,7 +50,8 @@ void sf_log(sf_log_level_t level, const char *component, const char *fmt, ...)
         struct tm tm;
         char when[32];
         char msg[2048];
-        va_list ap;
+        va_list ap, ap2;
+        int n;
 
         if (!sf_log_enabled(level))
                 return;
@@ -53,8 +59,24 @@ void sf_log(sf_log_level_t level, const char *component, const char *fmt, ...)
         gmtime_r(&ts.tv_sec, &tm);
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_copy(ap2, ap);
+        n = vsnprintf(msg, sizeof(msg), fmt, ap);
+        if (n >= (int)sizeof(msg) && sf_redact_active()) {
+                /* redacted whole before the cut, or the cut could leave
+                 * the start of a secret at the end of the line */
+                char *all = malloc((size_t)n + 1);
+
+                if (all) {
+                        vsnprintf(all, (size_t)n + 1, fmt, ap2);
+                        sf_redact_into(all, msg, sizeof(msg));
+                        free(all);
+                } else {
+                        msg[0] = '\0';
+                }
+        }
+        va_end(ap2);
         va_end(ap);
+        sf_redact_inplace(msg);
         flockfile(stderr);
         fprintf(stderr, "%s.%03ldZ %-5s %s: %s\n", when,
                 (long)(ts.tv_nsec / 1000000), sf_level_names[level],

@@ -80,6 +80,8 @@ CURLcode sf_http_easy_common(sf_conn_t *c, CURL *easy, char *errbuf)
         if (!rc)
                 rc = curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST,
                                       verify ? 2L : 0L);
+        if (!rc && c->cfg->ca_file)
+                rc = curl_easy_setopt(easy, CURLOPT_CAINFO, c->cfg->ca_file);
         if (!rc)
                 rc = curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
         if (!rc)

@@ -5,6 +5,8 @@
  */
 #include "connector_http_int.h"
 
+#include "redact.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,7 +15,43 @@
 #define SF_HTTP_HEADERS_MAX     8192 /* bytes of response headers kept */
 #define SF_HTTP_RETRY_AFTER_MAX (24 * 3600 * 1000LL)
 
+static void http_snippet_cut(const sf_buf_t *body, char *out, size_t out_size);
+
+/* A snippet of BODY cut from its redacted text (redact.h): cut first, a
+ * secret across the cut would leave its start behind, which no value
+ * matches any more. The window is the snippet plus the longest a secret
+ * can be. */
+static void http_snippet_redacted(const sf_buf_t *body, char *out,
+                                  size_t out_size)
+{
+        size_t w = body->len < SF_HTTP_SNIPPET + 65536
+                       ? body->len
+                       : SF_HTTP_SNIPPET + 65536;
+        char *text = sf_malloc(w + 1);
+        sf_buf_t red;
+
+        for (size_t i = 0; i < w; i++) {
+                unsigned char ch = (unsigned char)body->data[i];
+
+                text[i] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
+        }
+        text[w] = '\0';
+        red.data = text;
+        red.len = sf_redact_inplace(text);
+        http_snippet_cut(&red, out, out_size);
+        free(text);
+}
+
 void sf_http_snippet(const sf_buf_t *body, char *out, size_t out_size)
+{
+        if (out_size && body->len && sf_redact_active()) {
+                http_snippet_redacted(body, out, out_size);
+                return;
+        }
+        http_snippet_cut(body, out, out_size);
+}
+
+static void http_snippet_cut(const sf_buf_t *body, char *out, size_t out_size)
 {
         size_t n = body->len < SF_HTTP_SNIPPET ? body->len : SF_HTTP_SNIPPET;
 

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "redact.h"
 
 #define SF_HTTP_LOG          "http"
 #define SF_OAUTH_MARGIN_MS   30000 /* refresh this long before expiry... */
@@ -161,6 +162,8 @@ static const char *oauth_take_token(sf_conn_t *c)
                 secs = strtod(exp->valuestring, NULL);
         free(o->token);
         o->token = sf_strdup(tok->valuestring);
+        /* from here on no log line or error shows it */
+        sf_redact_add_rotating(o->token);
         o->gen++;
         o->probation = o->refused;
         o->refused = 0;

@@ -134,6 +134,51 @@ static char *sf_file_name(const sf_outbound_t *ob)
         return sf_buf_steal(&b);
 }
 
+static int sf_mapping_names(const sf_mapping_t *m, const char *field)
+{
+        for (size_t i = 0; m && m->type == SF_MAP_OBJECT && i < m->child_cnt;
+             i++)
+                if (m->children[i]->name &&
+                    !strcmp(m->children[i]->name, field))
+                        return 1;
+        return 0;
+}
+
+/* The key of a write-back (response or error handling writing into a
+ * table) comes from the exported record, so a reply cannot choose the row
+ * it changes: every key column of T in DOC is set from OB's key (the
+ * record's own field when the key does not have it), over whatever the
+ * mapping M rendered, unless M names that column itself
+ * (`id: "{{@response.id}}"`): then the pipeline said so. */
+static int sf_writeback_key(const sf_target_cfg_t *t, const sf_mapping_t *m,
+                            const sf_outbound_t *ob, const cJSON *record,
+                            cJSON *doc, char *errstr, size_t errstr_size)
+{
+        if (!cJSON_IsObject(doc))
+                return 0; /* the connector refuses it with its reason */
+        for (size_t i = 0; i < t->key_cnt; i++) {
+                const char *k = t->key[i];
+                const cJSON *v =
+                    cJSON_GetObjectItemCaseSensitive(ob->root_key, k);
+
+                if (sf_mapping_names(m, k))
+                        continue;
+                if (!v)
+                        v = cJSON_GetObjectItemCaseSensitive(record, k);
+                if (!v) {
+                        sf_seterr(errstr, errstr_size,
+                                  "write-back to %s: the key column %s is "
+                                  "neither in the mapping nor a field of the "
+                                  "record",
+                                  t->table ? t->table : "?", k);
+                        return -1;
+                }
+                cJSON_DeleteItemFromObjectCaseSensitive(doc, k);
+                cJSON_AddItemToObject(doc, k, cJSON_Duplicate(v, 1));
+        }
+        return 0;
+}
+
 int sf_render(const sf_action_cfg_t *a, sf_step_t step, const sf_outbound_t *ob,
               const cJSON *record, const cJSON *reply, sf_rendered_t *out,
               char *errstr, size_t errstr_size)
@@ -181,6 +226,10 @@ int sf_render(const sf_action_cfg_t *a, sf_step_t step, const sf_outbound_t *ob,
                 out->body =
                     sf_mapping_render(mapping, scope, errstr, errstr_size);
                 if (!out->body)
+                        goto out;
+                if (step != SF_STEP_MAIN && t->conn->type == SF_CONN_DATABASE &&
+                    sf_writeback_key(t, mapping, ob, record, out->body, errstr,
+                                     errstr_size))
                         goto out;
         }
         rc = 0;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "redact.h"
 
 void sf_job_free(sf_job_t *job)
 {
@@ -124,9 +125,17 @@ void sf_job_outcome(sf_worker_t *w, sf_job_t *job, sf_status_t st,
                     int64_t retry_after_ms, const char *error, int http_status,
                     int flags)
 {
-        char reason[768];
-        sf_sched_verdict_t v =
-            sf_sched_result(w->sched, &job->item, st, retry_after_ms, error,
+        char reason[768], safe[512];
+        sf_sched_verdict_t v;
+
+        /* The one place a step's error enters the job: what it says goes
+         * on to the log, the error step's @error.message and the DLQ,
+         * so secrets a target echoed are taken out here. */
+        if (error && sf_redact_active()) {
+                sf_redact_into(error, safe, sizeof(safe));
+                error = safe;
+        }
+        v = sf_sched_result(w->sched, &job->item, st, retry_after_ms, error,
                             flags, sf_mono_ms());
 
         switch (v) {

@@ -170,6 +170,133 @@ if ! grep -qxF "note: PostgreSQL sends an update's whole before image only for t
   failures=$((failures + 1))
 fi
 
+# What `syncfleet run` would refuse is refused here, each at its place, and
+# no message quotes a secret: the token (a newline in it), the DSN's
+# password and a secret put in a number's place come from ${VAR}.
+export BAD_TOKEN=$'tok-5ecret\nsecond-line' BAD_HEADER=$'key-5ecret\r\nX-Injected: 1'
+export DSN_PW=dsn-5ecret NUM_SECRET=9500
+cat >"$tmp/refused.yaml" <<'EOF'
+version: 1
+name: refused
+kafka:
+  partitions: 1000000
+  config: { message.max.bytes: "2000000000", sasl.password: "${DSN_PW}" }
+source: { type: postgres, dsn: "postgresql://bob:${DSN_PW}%zz@db.invalid/erp" }
+tables:
+  customers: { key: [id] }
+connectors:
+  api:
+    type: http
+    base_url: https://api.example.com
+    timeout_ms: ${BAD_TOKEN}
+    max_in_flight: "${NUM_SECRET}1e3"
+    headers: { X-Api-Key: "${BAD_HEADER}" }
+    auth: { type: bearer, token: "${BAD_TOKEN}" }
+    ca_file: ./no-such-ca.pem
+  idp:
+    type: http
+    base_url: https://api.example.com
+    auth: { type: oauth2, token_url: "idp.example.com/token", client_id: a, client_secret: "${DSN_PW}" }
+messages:
+  m:
+    trigger: { table: customers }
+    target: { connector: api }
+    mapping: { name: "{{name}}" }
+EOF
+run refused validate -c "$tmp/refused.yaml"
+expect_rc refused 2
+expect_file refused out ""
+expect_file refused err "$tmp/refused.yaml:4:15: expected at most 100000 for kafka.partitions (the most partitions a topic can have: Kafka's clients refuse more), got 1000000
+$tmp/refused.yaml:5:32: kafka.config.message.max.bytes: librdkafka refuses it: Configuration property \"message.max.bytes\" value 2000000000 is outside allowed range 1000..1000000000
+$tmp/refused.yaml:6:32: source.dsn is not a PostgreSQL connection string libpq can read: invalid percent-encoded token: \"...\"
+$tmp/refused.yaml:13:17: expected a number for connectors.api.timeout_ms, got the value of \${BAD_TOKEN}
+$tmp/refused.yaml:14:20: expected a whole number for connectors.api.max_in_flight, got the value of \${NUM_SECRET}1e3
+$tmp/refused.yaml:15:27: connectors.api.headers.X-Api-Key holds a control character (byte 0x0d at offset 10), which cannot go into an HTTP header
+$tmp/refused.yaml:16:34: connectors.api.auth.token holds a control character (byte 0x0a at offset 10), which cannot go into an HTTP header; a trailing newline of a secret file is dropped, any other is part of the value
+$tmp/refused.yaml:17:14: cannot read connectors.api.ca_file $tmp/no-such-ca.pem: No such file or directory
+$tmp/refused.yaml:21:38: expected an http:// or https:// URL for connectors.idp.auth.token_url
+"
+grep -q -e 5ecret "$tmp/refused.err" && fail "refused: an error quotes a secret"
+
+# Sizes librdkafka only checks against each other, in a whole producer or
+# consumer configuration.
+cat >"$tmp/sizes.yaml" <<'EOF'
+version: 1
+name: sizes
+kafka:
+  config: { message.max.bytes: "2000000", fetch.max.bytes: "1000000" }
+tables:
+  customers: { key: [id] }
+connectors:
+  out: { type: file, dir: ./out }
+messages:
+  m:
+    trigger: { table: customers }
+    target: { connector: out }
+    mapping: { name: "{{name}}" }
+EOF
+run sizes validate -c "$tmp/sizes.yaml"
+expect_rc sizes 2
+expect_file sizes out ""
+expect_file sizes err "$tmp/sizes.yaml:4:11: kafka.config: librdkafka refuses it for a consumer: \`fetch.max.bytes\` must be >= \`message.max.bytes\`
+"
+
+# What runs but deserves attention: warnings on stderr, exit 0.
+cat >"$tmp/loud.yaml" <<'EOF'
+version: 1
+name: loud
+source: { type: sqlite, path: ./erp.db }
+tables:
+  customers: { key: [id] }
+connectors:
+  api:
+    type: http
+    base_url: http://api.example.com/v1
+    tls_verify: false
+    auth: { type: bearer, token: "${DSN_PW}" }
+  keyed: { type: http, base_url: "http://api.example.com/v1?api_key=${DSN_PW}" }
+  local: { type: http, base_url: "http://127.0.0.1:1", auth: { type: bearer, token: "${DSN_PW}" } }
+  idp:
+    type: http
+    base_url: https://api.example.com
+    auth: { type: oauth2, token_url: "http://idp.example.com/token", client_id: a, client_secret: "${DSN_PW}" }
+  erp: { type: database }
+web_service_actions:
+  w:
+    trigger: { table: customers, events: [insert] }
+    request: { connector: api, method: POST, path: /x }
+    response:
+      target: { connector: erp, table: customers, operation: update, key: [id] }
+      mapping: "{{@response | default('x')}}"
+EOF
+run loud validate -c "$tmp/loud.yaml"
+expect_rc loud 0
+expect_file loud err "$tmp/loud.yaml:10:17: warning: connectors.api.tls_verify is false: syncfleet does not check who answers, so anyone on the way can read and change the requests and the credentials they carry; give the private CA as ca_file instead
+$tmp/loud.yaml:9:15: warning: connectors.api.base_url is http://: a bearer token travels in clear text to another machine with every request; use https://
+$tmp/loud.yaml:12:34: warning: connectors.keyed.base_url is http://: the credentials in the URL travel in clear text to another machine with every request; use https://
+$tmp/loud.yaml:17:38: warning: connectors.idp.auth.token_url is http://: the client secret and the access token travel in clear text to another machine; use https://
+$tmp/loud.yaml:25:16: warning: web_service_actions.w.response.mapping copies the whole reply into table customers: the web service decides which columns are written; map the columns one by one (the key comes from the record unless the mapping names it)
+"
+expect_line loud out "  keyed: http http://api.example.com/v1?api_key=***, no auth, timeout 5000 ms"
+grep -q -e 5ecret "$tmp/loud.out" "$tmp/loud.err" && fail "loud: validate prints a secret"
+
+# ca_file: a CA the test makes is accepted, and quiets the warning.
+if command -v openssl >/dev/null; then
+  openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=test-ca -days 2 \
+    -keyout "$tmp/ca.key" -out "$tmp/ca.pem" 2>/dev/null
+  sed 's|^    tls_verify: false$|    ca_file: ./ca.pem|' "$tmp/loud.yaml" >"$tmp/ca.yaml"
+  run ca validate -c "$tmp/ca.yaml"
+  expect_rc ca 0
+  grep -q "tls_verify" "$tmp/ca.err" && fail "ca: a warning about tls_verify"
+  mkdir "$tmp/ca-dir.pem"
+  sed 's|^    tls_verify: false$|    ca_file: ./ca-dir.pem|' "$tmp/loud.yaml" >"$tmp/ca-dir.yaml"
+  run ca-dir validate -c "$tmp/ca-dir.yaml"
+  expect_rc ca-dir 2
+  expect_line ca-dir err "$tmp/ca-dir.yaml:10:14: connectors.api.ca_file $tmp/ca-dir.pem is not a file"
+else
+  fail "openssl is needed to make a test CA"
+fi
+
 if [ "$failures" -ne 0 ]; then
   echo "test_validate: $failures failure(s)" >&2
   exit 1

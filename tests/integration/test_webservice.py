@@ -1,7 +1,9 @@
 """Web service actions end to end: a new customer triggers a credit check
 at an external service (the receiver); the reply is written back into the
 ERP's SQLite database through the database connector; a failing call runs
-the error mapping into a file. The write-back must not come back as a new
+the error mapping into a file. A reply copied whole into the table
+("{{@response}}") names a row of its own: the row written is still the
+record's, the one the call was made for. The write-back must not come back as a new
 change: a message subscribed to every customer update sees only the
 application's own updates."""
 
@@ -54,6 +56,12 @@ web_service_actions:
     error:
       target: { connector: failures }
       mapping: { customer: "{{id}}", status: "{{@error.status}}" }
+  profile:
+    trigger: { table: customers, events: [insert] }
+    request: { connector: crm, method: POST, path: /profiles }
+    response:
+      target: { connector: erp, table: customers, operation: update, key: [id] }
+      mapping: "{{@response}}"
 """
 
 
@@ -66,6 +74,7 @@ class WebServiceTest(sftest.TestCase):
              "scope": "rule"},
             {"path": "/credit-checks", "method": "POST",
              "body": '{"limit":5000,"currency":"EUR"}'},
+            {"path": "/profiles", "method": "POST", "body": '{"id":1,"vip":1}'},
         ])
         broker = self.broker(partitions=3, prefix="ws")
         pipeline = self.tmp.write("pipeline.yaml", PIPELINE)
@@ -73,7 +82,7 @@ class WebServiceTest(sftest.TestCase):
         db = sqlite3.connect(db_path, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, "
-                   "name TEXT, credit_limit REAL)")
+                   "name TEXT, credit_limit REAL, vip INTEGER)")
         env = dict(os.environ, SF_BROKERS=broker.bootstrap, CRM_URL=rcv.url)
         run = self.start([syncfleet, "run", "-c", pipeline], "run", env=env)
         run.wait_line(r"running pipeline credit", timeout=20, stream="stderr")
@@ -99,6 +108,14 @@ class WebServiceTest(sftest.TestCase):
             lines = [json.loads(line) for line in f]
         self.assertEqual(lines, [{"customer": 3, "status": 422}])
         self.assertIsNone(limits()[3])
+        # every profile reply said id 1: each went to its own record's row
+        sftest.wait_for(
+            lambda: db.execute("SELECT id, vip FROM customers ORDER BY id").fetchall()
+            == [(1, 1), (2, 1), (3, 1)],
+            timeout=30, what="each profile written into its own row")
+        self.assertIn("pipeline.yaml:48:16: warning: web_service_actions.profile."
+                      "response.mapping copies the whole reply into table customers",
+                      run.stderr())
 
         checks = rcv.requests("/credit-checks")
         self.assertEqual(

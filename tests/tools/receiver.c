@@ -243,6 +243,30 @@ static void log_request(receiver_t *rcv, struct MHD_Connection *con,
         cJSON_Delete(line);
 }
 
+/* The body of an "echo" answer: what a careless target sends back, the
+ * credentials first so that they survive a client's cut of the answer:
+ * {"authorization": "...", "query": "...", "body": "...", "headers": {...}}
+ * (authorization only when the request had one). */
+static char *echo_body(struct MHD_Connection *con, const char *query,
+                       const request_t *req)
+{
+        cJSON *o = cJSON_CreateObject();
+        cJSON *headers = cJSON_CreateObject();
+        const char *auth =
+            MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
+        char *text;
+
+        if (auth)
+                add_text(o, "authorization", auth, strlen(auth));
+        add_text(o, "query", query, strlen(query));
+        add_text(o, "body", req->body ? req->body : "", req->len);
+        MHD_get_connection_values(con, MHD_HEADER_KIND, add_header, headers);
+        cJSON_AddItemToObject(o, "headers", headers);
+        text = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        return text;
+}
+
 /* PUT /__rules, GET /__rules and GET /__health. */
 static int serve_control(receiver_t *rcv, struct MHD_Connection *con,
                          const char *method, const char *path,
@@ -350,6 +374,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con,
         log_request(rcv, con, method, path, q ? q + 1 : "", req,
                     a.drop ? 0 : a.status);
         pthread_mutex_unlock(&rcv->lock);
+        if (a.echo) {
+                free(a.body);
+                a.body = echo_body(con, q ? q + 1 : "", req);
+        }
 
         nap(a.delay_ms);
         /* Answering MHD_NO makes MHD close the connection unanswered (and

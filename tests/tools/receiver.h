@@ -18,7 +18,10 @@
  *    "headers": {"Location": "/x"},        extra response headers
  *    "retry_after": 2 | "<http-date>",     adds Retry-After
  *    "delay_ms": 1500,                     sleep before answering
- *    "drop": true}                         close without answering
+ *    "drop": true,                         close without answering
+ *    "echo": true}                         the body is the request:
+ *                                          {"authorization", "query", "body",
+ *                                          "headers"}, instead of "body"
  *
  * A rule counts the requests that reach it (no earlier rule answered them)
  * and match its path and method. "times": N applies to the first N of them,
@@ -50,6 +53,7 @@ typedef struct rcv_answer {
         cJSON *headers;     /* extra headers, name: value; may be NULL */
         long delay_ms;
         int drop;
+        int echo; /* the body is the request (echo_body) */
 } rcv_answer_t;
 
 /* Parses a rules array of len bytes; NULL with errstr set ("rule 2: ...")

@@ -53,6 +53,7 @@ typedef struct rule {
         char *retry_after;
         long delay_ms;
         int drop;
+        int echo;
         counters_t counters;
 } rule_t;
 
@@ -333,6 +334,13 @@ static int rule_parse(rule_t *r, cJSON *obj, char *errstr, size_t errstr_size)
                                 return -1;
                         }
                         r->drop = cJSON_IsTrue(v);
+                } else if (!strcmp(k, "echo")) {
+                        if (!cJSON_IsBool(v)) {
+                                rcv_seterr(errstr, errstr_size,
+                                           "\"echo\" must be true or false");
+                                return -1;
+                        }
+                        r->echo = cJSON_IsTrue(v);
                 } else {
                         rcv_seterr(errstr, errstr_size, "unknown key \"%s\"",
                                    k);
@@ -481,6 +489,7 @@ void rcv_rules_answer(rcv_rules_t *rs, const char *method, const char *path,
         a->headers = r->headers ? cJSON_Duplicate(r->headers, 1) : NULL;
         a->delay_ms = r->delay_ms;
         a->drop = r->drop;
+        a->echo = r->echo;
 }
 
 char *rcv_rules_json(const rcv_rules_t *rs)

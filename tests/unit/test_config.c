@@ -854,6 +854,99 @@ static void test_unreadable_file(void **state)
 }
 
 /* One file, many mistakes: every one is reported, sorted by position. */
+/* What `syncfleet run` would refuse is refused at load, at the value's
+ * place, and no message quotes a secret from the environment. */
+static void test_refused_like_run(void **state)
+{
+        (void)state;
+        setenv("SF_T_NL_TOKEN", "tok-5ecret\nline", 1);
+        setenv("SF_T_CR_HEADER", "key-5ecret\r\nX: 1", 1);
+        setenv("SF_T_PW", "pw-5ecret", 1);
+        expect_errors(
+            "version: 1\n"
+            "name: r\n"
+            "kafka:\n"
+            "  partitions: 1000000\n"
+            "  config: { queue.buffering.max.kbytes: \"0\" }\n"
+            "source: { type: postgres, dsn: "
+            "\"host=db password=${SF_T_PW} port\" }\n"
+            "connectors:\n"
+            "  h:\n"
+            "    type: http\n"
+            "    base_url: https://h.example\n"
+            "    timeout_ms: ${SF_T_PW}\n"
+            "    headers: { X-Key: \"${SF_T_CR_HEADER}\", \"Bad Name\": x }\n"
+            "    auth: { type: bearer, token: \"${SF_T_NL_TOKEN}\" }\n"
+            "    ca_file: /nonexistent/ca.pem\n",
+            "p.yaml:4:15: expected at most 100000 for kafka.partitions (the "
+            "most partitions a topic can have: Kafka's clients refuse more), "
+            "got 1000000\n"
+            "p.yaml:5:41: kafka.config.queue.buffering.max.kbytes: librdkafka "
+            "refuses it: Configuration property \"queue.buffering.max.kbytes\" "
+            "value 0 is outside allowed range 1..2147483647\n"
+            "p.yaml:6:32: source.dsn is not a PostgreSQL connection string "
+            "libpq can read: missing \"=\" after \"port\" in connection info "
+            "string\n"
+            "p.yaml:11:17: expected a number for connectors.h.timeout_ms, got "
+            "the value of ${SF_T_PW}\n"
+            "p.yaml:12:23: connectors.h.headers.X-Key holds a control "
+            "character (byte 0x0d at offset 10), which cannot go into an HTTP "
+            "header\n"
+            "p.yaml:12:44: connectors.h.headers: 'Bad Name' is not a header "
+            "name (letters, digits and !#$%&'*+-.^_`|~)\n"
+            "p.yaml:13:34: connectors.h.auth.token holds a control character "
+            "(byte 0x0a at offset 10), which cannot go into an HTTP header; a "
+            "trailing newline of a secret file is dropped, any other is part "
+            "of the value\n"
+            "p.yaml:14:14: cannot read connectors.h.ca_file "
+            "/nonexistent/ca.pem: No such file or directory\n");
+}
+
+/* What loads but is loud: cfg->warnings, in the order found. */
+static void test_warnings(void **state)
+{
+        sf_config_t *cfg;
+
+        (void)state;
+        setenv("SF_T_PW", "pw-5ecret", 1);
+        cfg = load_ok(
+            "version: 1\n"
+            "name: w\n"
+            "source: { type: sqlite, path: ./erp.db }\n"
+            "tables:\n"
+            "  customers: { key: [id] }\n"
+            "connectors:\n"
+            "  a: { type: http, base_url: \"http://bob:${SF_T_PW}@h.example\" "
+            "}\n"
+            "  b: { type: http, base_url: \"http://localhost:1\", tls_verify: "
+            "false }\n"
+            "  c: { type: http, base_url: \"http://[::1]:1\", auth: { type: "
+            "bearer, token: \"${SF_T_PW}\" } }\n"
+            "  d: { type: http, base_url: \"https://h.example\", ca_file: "
+            "" SF_SOURCE_DIR "/LICENSE }\n"
+            "  erp: { type: database }\n"
+            "web_service_actions:\n"
+            "  w:\n"
+            "    trigger: { table: customers }\n"
+            "    request: { connector: d }\n"
+            "    response:\n"
+            "      target: { connector: erp, table: customers, operation: "
+            "update, key: [id] }\n"
+            "      mapping: { id: '{{id}}', all: '{{@response}}' }\n");
+        assert_non_null(cfg->warnings);
+        assert_string_equal(
+            cfg->warnings,
+            "p.yaml:7:30: warning: connectors.a.base_url is http://: the "
+            "credentials in the URL travel in clear text to another machine "
+            "with every request; use https://\n"
+            "p.yaml:8:64: warning: connectors.b.tls_verify is false: syncfleet "
+            "does not check who answers, so anyone on the way can read and "
+            "change the requests; give the private CA as ca_file instead\n");
+        assert_string_equal(sf_config_connector(cfg, "d")->ca_file,
+                            SF_SOURCE_DIR "/LICENSE");
+        sf_config_destroy(cfg);
+}
+
 static void test_many_errors(void **state)
 {
         (void)state;
@@ -1031,6 +1124,8 @@ int main(void)
             cmocka_unit_test(test_captured_events),
             cmocka_unit_test(test_unreadable_file),
             cmocka_unit_test(test_many_errors),
+            cmocka_unit_test(test_refused_like_run),
+            cmocka_unit_test(test_warnings),
         };
         size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);
         size_t nbad = sizeof(bad_cases) / sizeof(bad_cases[0]);

@@ -211,12 +211,96 @@ static void test_reply_is_under_at(void **state)
         sf_outbound_clear(&ob);
 }
 
+/* A write-back's key comes from the record, whatever the reply says,
+ * unless the mapping names the key column itself. */
+static void test_writeback_key_from_record(void **state)
+{
+        static const char *const yaml =
+            "version: 1\n"
+            "name: wb\n"
+            "source: { type: sqlite, path: ./erp.db }\n"
+            "tables:\n"
+            "  customers: { key: [id] }\n"
+            "connectors:\n"
+            "  crm: { type: http, base_url: 'https://crm.example' }\n"
+            "  erp: { type: database }\n"
+            "web_service_actions:\n"
+            "  whole:\n"
+            "    trigger: { table: customers }\n"
+            "    request: { connector: crm }\n"
+            "    response:\n"
+            "      target: { connector: erp, table: customers, operation: "
+            "update, key: [id] }\n"
+            "      mapping: '{{@response}}'\n"
+            "  named:\n"
+            "    trigger: { table: customers }\n"
+            "    request: { connector: crm }\n"
+            "    response:\n"
+            "      target: { connector: erp, table: customers, operation: "
+            "update, key: [id] }\n"
+            "      mapping: { id: '{{@response.id}}', vip: "
+            "'{{@response.vip}}' }\n"
+            "    error:\n"
+            "      target: { connector: erp, table: accounts, operation: "
+            "update, key: [account] }\n"
+            "      mapping: { note: '{{@error.message}}' }\n";
+        char *errors = NULL, err[512] = "";
+        sf_config_t *c = sf_config_load_string("wb.yaml", yaml, &errors);
+        cJSON *resp = cJSON_Parse("{\"id\":1,\"vip\":true}");
+        cJSON *reply = sf_render_reply_response(resp, 200, NULL);
+        sf_outbound_t ob;
+        sf_rendered_t r;
+        char *text;
+
+        (void)state;
+        if (!c)
+                fail_msg("%s", errors);
+        memset(&ob, 0, sizeof(ob));
+        ob.event = "insert";
+        ob.root_table = "customers";
+        ob.root_key = cJSON_Parse("{\"id\":4}");
+        ob.record = cJSON_Parse("{\"id\":4,\"name\":\"Ada\"}");
+        ob.event_id = "e";
+        assert_int_equal(sf_render(sf_config_action(c, "whole"),
+                                   SF_STEP_RESPONSE, &ob, ob.record, reply, &r,
+                                   err, sizeof(err)),
+                         0);
+        text = cJSON_PrintUnformatted(r.body);
+        assert_string_equal(text, "{\"vip\":true,\"id\":4}");
+        cJSON_free(text);
+        sf_rendered_clear(&r);
+        /* named in the mapping: the pipeline chose the reply's */
+        assert_int_equal(sf_render(sf_config_action(c, "named"),
+                                   SF_STEP_RESPONSE, &ob, ob.record, reply, &r,
+                                   err, sizeof(err)),
+                         0);
+        text = cJSON_PrintUnformatted(r.body);
+        assert_string_equal(text, "{\"id\":1,\"vip\":true}");
+        cJSON_free(text);
+        sf_rendered_clear(&r);
+        /* neither mapped nor in the record: the record cannot be written */
+        cJSON_Delete(reply);
+        reply = sf_render_reply_error(500, "HTTP 500", 1);
+        assert_int_equal(sf_render(sf_config_action(c, "named"), SF_STEP_ERROR,
+                                   &ob, ob.record, reply, &r, err, sizeof(err)),
+                         -1);
+        assert_string_equal(err, "write-back to accounts: the key column "
+                                 "account is neither in the mapping nor a "
+                                 "field of the record");
+        cJSON_Delete(reply);
+        cJSON_Delete(resp);
+        cJSON_Delete(ob.root_key);
+        cJSON_Delete(ob.record);
+        sf_config_destroy(c);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_columns_named_like_syncfleets_names),
             cmocka_unit_test(test_delete_reads_the_before_image),
             cmocka_unit_test(test_reply_is_under_at),
+            cmocka_unit_test(test_writeback_key_from_record),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);
