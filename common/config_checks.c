@@ -164,17 +164,36 @@ void sf_cfg_check_kafka(sf_cfgctx_t *c, yaml_node_t *kafka)
                 const char *val = sf_cfg_scalar(c, vn);
                 size_t klen = key ? strlen(key) : 0;
                 char err[512];
+                char *prop = NULL;
 
                 if (!key || !val || sf_cfg_is_bad(c, vn))
                         continue;
-                if (klen > 5 && !strcmp(key + klen - 5, "_file"))
-                        continue; /* a file holding the value: read at load */
-                if (rd_kafka_conf_set(conf, key, val, err, sizeof(err)) ==
-                    RD_KAFKA_CONF_OK)
+                /* PROPERTY_file: the load read the file into PROPERTY */
+                if (klen > 5 && !strcmp(key + klen - 5, "_file")) {
+                        prop = sf_strndup(key, klen - 5);
+                        val = NULL;
+                        for (size_t k = 0; k < c->cfg->kafka.config_cnt; k++)
+                                if (!strcmp(c->cfg->kafka.config[k].key, prop))
+                                        val = c->cfg->kafka.config[k].value;
+                        key = prop;
+                        /* unreadable: said at load; a trial without the
+                         * value would only blame its absence */
+                        if (!val) {
+                                free(prop);
+                                bad = 1;
+                                continue;
+                        }
+                }
+                if (!val ||
+                    rd_kafka_conf_set(conf, key, val, err, sizeof(err)) ==
+                        RD_KAFKA_CONF_OK) {
+                        free(prop);
                         continue;
+                }
                 cfg_kafka_msg(key, val, err, sizeof(err));
                 sf_cfg_errn(c, vn, "kafka.config.%s: librdkafka refuses it: %s",
                             key, err);
+                free(prop);
                 bad = 1;
         }
         /* What only a whole configuration shows (one size against another,

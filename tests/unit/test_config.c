@@ -465,6 +465,8 @@ static void test_kafka_config_secrets(void **state)
                            "  brokers: \"b:9093\"\n"
                            "  config:\n"
                            "    security.protocol: SASL_SSL\n"
+                           "    sasl.mechanisms: PLAIN\n"
+                           "    sasl.username: u\n"
                            "    %s\n"
                            "    %s\n";
 
@@ -482,24 +484,24 @@ static void test_kafka_config_secrets(void **state)
         cfg = sf_config_load(pipeline, &err);
         if (!cfg)
                 fail_msg("%s", err);
-        assert_int_equal(cfg->kafka.config_cnt, 3);
-        assert_string_equal(cfg->kafka.config[1].key, "sasl.password");
-        assert_string_equal(cfg->kafka.config[1].value, "pa ss");
-        assert_string_equal(cfg->kafka.config[2].key, "ssl.key.password");
-        assert_string_equal(cfg->kafka.config[2].value, "k3y");
+        assert_int_equal(cfg->kafka.config_cnt, 5);
+        assert_string_equal(cfg->kafka.config[3].key, "sasl.password");
+        assert_string_equal(cfg->kafka.config[3].value, "pa ss");
+        assert_string_equal(cfg->kafka.config[4].key, "ssl.key.password");
+        assert_string_equal(cfg->kafka.config[4].value, "k3y");
         sf_config_destroy(cfg);
 
         text = sf_asprintf(yaml, "sasl.password: hunter2",
-                           "sasl.oauthbearer.client.secret: s3");
+                           "ssl.keystore.password: s3");
         write_file(pipeline, text);
         free(text);
         assert_null(sf_config_load(pipeline, &err));
         expect = sf_asprintf(
-            "%s:7:20: literal secret in kafka.config.sasl.password: use "
+            "%s:9:20: literal secret in kafka.config.sasl.password: use "
             "${VAR} or sasl.password_file instead\n"
-            "%s:8:37: literal secret in "
-            "kafka.config.sasl.oauthbearer.client.secret: use ${VAR} or "
-            "sasl.oauthbearer.client.secret_file instead\n",
+            "%s:10:28: literal secret in "
+            "kafka.config.ssl.keystore.password: use ${VAR} or "
+            "ssl.keystore.password_file instead\n",
             pipeline, pipeline);
         assert_string_equal(err, expect);
         assert_null(strstr(err, "hunter2"));
@@ -508,11 +510,11 @@ static void test_kafka_config_secrets(void **state)
         err = NULL;
 
         text = sf_asprintf(yaml, "sasl.password_file: missing",
-                           "sasl.username: u");
+                           "client.id: x");
         write_file(pipeline, text);
         free(text);
         assert_null(sf_config_load(pipeline, &err));
-        expect = sf_asprintf("%s:7:25: cannot read "
+        expect = sf_asprintf("%s:9:25: cannot read "
                              "kafka.config.sasl.password_file %s/missing: No "
                              "such file or directory\n",
                              pipeline, dir);
@@ -526,7 +528,7 @@ static void test_kafka_config_secrets(void **state)
         write_file(pipeline, text);
         free(text);
         assert_null(sf_config_load(pipeline, &err));
-        expect = sf_asprintf("%s:7:25: both sasl.password and "
+        expect = sf_asprintf("%s:9:25: both sasl.password and "
                              "sasl.password_file are given in kafka.config; "
                              "use one\n",
                              pipeline);
