@@ -61,6 +61,11 @@ messages:
       txt: "{{txt | number}}"
       doc: "{{doc | json}}"
       label: "{{id}}:{{big}}"
+  items-query:
+    trigger: { table: items, events: [insert] }
+    source: { mode: query }
+    target: { connector: shop, method: PUT, path: "/q/{{id}}" }
+    mapping: { id: "{{id}}", big: "{{big}}", literal: 9007199254740993 }
 web_service_actions:
   check:
     trigger: { table: items, events: [insert] }
@@ -143,14 +148,17 @@ class Checks:
         for r in log:
             rid = json.loads(r["key"])["key"]["id"]
             self.assertIn('"id":%d' % rid, r["value"])
-        out = sftest.kcat_consume(bootstrap, prefix + ".outbound.message", count=len(rows))
-        self.assertEqual(sorted(r["key"] for r in out),
+        out = sftest.kcat_consume(bootstrap, prefix + ".outbound.message",
+                                  count=len(rows) * self.messages)
+        self.assertEqual(sorted(r["key"] for r in out if '"items-out"' in r["key"]),
                          sorted('{"action":"items-out","key":{"id":%d},"table":"items"}' % r[0]
                                 for r in rows))
         self.assertEqual(sftest.kcat_consume(bootstrap, prefix + ".dlq"), [])
 
 
 class SqliteExactTest(sftest.TestCase, Checks):
+    messages = 2
+
     def test_sqlite_integers_are_exact(self):
         rcv = self.receiver(rules())
         broker = self.broker(partitions=3, prefix="ex")
@@ -174,6 +182,11 @@ class SqliteExactTest(sftest.TestCase, Checks):
         self.check_delivery(rcv, broker.bootstrap, "ex", [
             (rid, big, int(txt), {"txt": int(txt), "doc": {"v": UINT64_MAX}})
             for rid, big, txt in ROWS])
+        # query mode: the row read back by its exact key
+        queried = rcv.wait_requests(len(ROWS), path="/q/*", timeout=60)
+        self.assertEqual(sorted((r["path"], r["body"]) for r in queried),
+                         sorted(("/q/%d" % rid, '{"id":%d,"big":%d,"literal":%d}' % (
+                             rid, big, P53 + 1)) for rid, big, _ in ROWS))
 
         def written():
             return db.execute("SELECT id, neg, max, u, p, seen FROM items "
@@ -189,6 +202,8 @@ class SqliteExactTest(sftest.TestCase, Checks):
 
 
 class PostgresExactTest(sfpg.PgTestCase, Checks):
+    messages = 1
+
     def test_postgres_integers_are_exact(self):
         rcv = self.receiver(rules())
         self.sql("CREATE TABLE items (id bigint PRIMARY KEY, big bigint, n numeric, doc jsonb, "
