@@ -319,10 +319,13 @@ static const char *json_next_number(json_scan_t *s, size_t *len)
                 char c = *s->p;
 
                 if (c == '"') {
-                        for (s->p++; s->p < s->end && *s->p != '"'; s->p++)
-                                if (*s->p == '\\')
-                                        s->p++;
                         s->p++;
+                        while (s->p < s->end && *s->p != '"')
+                                s->p += *s->p == '\\' && s->p + 1 < s->end
+                                            ? 2
+                                            : 1;
+                        if (s->p < s->end)
+                                s->p++;
                 } else if (c == '-' || (c >= '0' && c <= '9')) {
                         const char *t = s->p;
 
