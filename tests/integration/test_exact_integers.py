@@ -48,12 +48,15 @@ kafka:
   partitions: 3
   config: { session.timeout.ms: "6000", heartbeat.interval.ms: "1000" }
 source: { type: sqlite, path: ./erp.db, poll_interval_ms: 20 }
+# each row's insert and update are combined into one insert with the last
+# image (the router re-writes the record then)
+router: { coalesce_ms: 1000, delay_ms: 1000 }
 tables:
   items: { key: [id] }
 """ + CONNECTORS + """
 messages:
   items-out:
-    trigger: { table: items, events: [insert] }
+    trigger: { table: items, events: [insert, update] }
     target: { connector: shop, method: PUT, path: "/items/{{id}}/{{txt | number}}" }
     mapping:
       id: "{{id}}"
@@ -142,9 +145,11 @@ class Checks:
         for r in checks:
             self.assertEqual(r["body"], '{"id":%s}' % r["path"].split("/")[2])
 
-        log = sftest.kcat_consume(bootstrap, prefix + ".sync-log", count=len(rows))
+        log = sftest.kcat_consume(bootstrap, prefix + ".sync-log",
+                                  count=len(rows) * self.changes)
         self.assertEqual(sorted(r["key"] for r in log),
-                         sorted('{"key":{"id":%d},"table":"items"}' % r[0] for r in rows))
+                         sorted(['{"key":{"id":%d},"table":"items"}' % r[0] for r in rows]
+                                * self.changes))
         for r in log:
             rid = json.loads(r["key"])["key"]["id"]
             self.assertIn('"id":%d' % rid, r["value"])
@@ -158,6 +163,7 @@ class Checks:
 
 class SqliteExactTest(sftest.TestCase, Checks):
     messages = 2
+    changes = 2
 
     def test_sqlite_integers_are_exact(self):
         rcv = self.receiver(rules())
@@ -176,8 +182,11 @@ class SqliteExactTest(sftest.TestCase, Checks):
                                "name LIKE '_syncfleet_items_%'").fetchone()[0] >= 1,
             timeout=10, what="capture triggers installed")
         for rid, big, txt in ROWS:
-            db.execute("INSERT INTO items (id, big, txt, doc) VALUES (?, ?, ?, ?)",
-                       (rid, big, txt, '{"v":%s}' % UINT64_MAX))
+            db.execute("BEGIN")
+            db.execute("INSERT INTO items (id, big, txt, doc) VALUES (?, 0, ?, ?)",
+                       (rid, txt, '{"v":%s}' % UINT64_MAX))
+            db.execute("UPDATE items SET big = ? WHERE id = ?", (big, rid))
+            db.execute("COMMIT")
 
         self.check_delivery(rcv, broker.bootstrap, "ex", [
             (rid, big, int(txt), {"txt": int(txt), "doc": {"v": UINT64_MAX}})
@@ -203,6 +212,7 @@ class SqliteExactTest(sftest.TestCase, Checks):
 
 class PostgresExactTest(sfpg.PgTestCase, Checks):
     messages = 1
+    changes = 1
 
     def test_postgres_integers_are_exact(self):
         rcv = self.receiver(rules())
