@@ -562,8 +562,10 @@ char *sf_outbound_value_json(const sf_outbound_t *o)
         add_ref(v, "record", o->record);
         add_ref(v, "before", o->before);
         add_str(v, "event_id", o->event_id);
-        cJSON_AddItemToObject(v, "source_ts_ms", sf_json_int64(o->source_ts_ms));
-        cJSON_AddItemToObject(v, "routed_ts_ms", sf_json_int64(o->routed_ts_ms));
+        cJSON_AddItemToObject(v, "source_ts_ms",
+                              sf_json_int64(o->source_ts_ms));
+        cJSON_AddItemToObject(v, "routed_ts_ms",
+                              sf_json_int64(o->routed_ts_ms));
         return print_and_delete(v);
 }
 

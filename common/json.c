@@ -278,7 +278,8 @@ char *sf_json_number_text(const cJSON *v, char *buf, size_t size)
         return buf;
 }
 
-/* --- parsing --------------------------------------------------------------- */
+/* --- parsing ---------------------------------------------------------------
+ */
 
 static int json_is_ws(char c)
 {
@@ -321,9 +322,8 @@ static const char *json_next_number(json_scan_t *s, size_t *len)
                 if (c == '"') {
                         s->p++;
                         while (s->p < s->end && *s->p != '"')
-                                s->p += *s->p == '\\' && s->p + 1 < s->end
-                                            ? 2
-                                            : 1;
+                                s->p +=
+                                    *s->p == '\\' && s->p + 1 < s->end ? 2 : 1;
                         if (s->p < s->end)
                                 s->p++;
                 } else if (c == '-' || (c >= '0' && c <= '9')) {
@@ -401,7 +401,8 @@ cJSON *sf_json_parse(const char *text, size_t len)
         return v;
 }
 
-/* --- comparing ------------------------------------------------------------- */
+/* --- comparing -------------------------------------------------------------
+ */
 
 static int json_equal(const cJSON *a, const cJSON *b, int depth)
 {
@@ -453,7 +454,8 @@ int sf_json_equal(const cJSON *a, const cJSON *b)
         return json_equal(a, b, 0);
 }
 
-/* --- printing -------------------------------------------------------------- */
+/* --- printing --------------------------------------------------------------
+ */
 
 /* The output and whether it hit the buffer's cap, so that an oversized
  * value fails as a whole instead of coming out truncated. */
@@ -652,8 +654,7 @@ static int json_value(json_out_t *o, const cJSON *v, int depth)
                 put(o, "[", 1);
                 for (c = v->child; c && !rc; c = c->next) {
                         if (c != v->child)
-                                put(o, ", ",
-                                    o->flags & SF_JSON_PRETTY ? 2 : 1);
+                                put(o, ", ", o->flags & SF_JSON_PRETTY ? 2 : 1);
                         rc = json_value(o, c, depth + 1);
                 }
                 put(o, "]", 1);

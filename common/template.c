@@ -236,8 +236,8 @@ static int sf_tparse_args(sf_tparser_t *ps, size_t open, const char *fname,
                                     "bad number '%.*s' in the arguments of "
                                     "filter '%s'",
                                     (int)(i - start), ps->src + start, fname);
-                        cJSON *num = sf_json_integer_text(ps->src + start,
-                                                          i - start);
+                        cJSON *num =
+                            sf_json_integer_text(ps->src + start, i - start);
 
                         cJSON_AddItemToArray(args,
                                              num ? num : cJSON_CreateNumber(d));

@@ -647,8 +647,7 @@ int sf_tfilter_apply(const sf_tfilter_t *f, const cJSON *in, cJSON **out,
         case SF_TF_JSON:
                 if (!cJSON_IsString(in))
                         return 0;
-                *out = sf_json_parse(in->valuestring,
-                                     strlen(in->valuestring));
+                *out = sf_json_parse(in->valuestring, strlen(in->valuestring));
                 if (!*out)
                         return sf_tfail(errstr, errstr_size, name,
                                         "cannot parse", in, " as JSON");

@@ -324,8 +324,8 @@ static sf_status_t db_pg_write(sf_conn_t *c, const sf_target_cfg_t *t,
                 else if (cJSON_IsBool(v))
                         values[i] = cJSON_IsTrue(v) ? "true" : "false";
                 else if (cJSON_IsNumber(v))
-                        values[i] = owned[i] = sf_strdup(
-                            sf_json_number_text(v, num, sizeof(num)));
+                        values[i] = owned[i] =
+                            sf_strdup(sf_json_number_text(v, num, sizeof(num)));
                 else
                         values[i] = owned[i] = sf_json_print(v, 0);
         }

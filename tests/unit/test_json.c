@@ -48,8 +48,7 @@ static void test_round_trip(void **state)
         static const char *const same[] = {
             "[" INT64_MIN_TEXT "," INT64_MAX_TEXT "," UINT64_MAX_TEXT
             "," P53_PLUS1_TEXT ",-9007199254740993]",
-            "{\"id\":" P53_PLUS1_TEXT ",\"n\":{\"a\":[1," UINT64_MAX_TEXT
-            "]}}",
+            "{\"id\":" P53_PLUS1_TEXT ",\"n\":{\"a\":[1," UINT64_MAX_TEXT "]}}",
             /* digits in strings and names do not shift the numbers */
             "{\"12345678901234567890\":\"99999999999999999 1\",\"x\":[\"\\\""
             "1234567890123456789\",-9223372036854775807],\"y\":"
@@ -78,9 +77,9 @@ static void test_round_trip(void **state)
 
 static void test_exact_nodes(void **state)
 {
-        cJSON *v = parse_ok("{\"a\":" UINT64_MAX_TEXT ",\"b\":42,\"c\":"
-                            "18446744073709551616,\"d\":\"" P53_PLUS1_TEXT
-                            "\"}");
+        cJSON *v =
+            parse_ok("{\"a\":" UINT64_MAX_TEXT ",\"b\":42,\"c\":"
+                     "18446744073709551616,\"d\":\"" P53_PLUS1_TEXT "\"}");
         cJSON *dup;
         char *s;
 
@@ -175,11 +174,20 @@ static void test_constructors(void **state)
 static void test_compare(void **state)
 {
         static const char *const ascending[] = {
-            "-1e300",         INT64_MIN_TEXT,   "-9007199254740993",
-            "-5.5",           "-5",             "0",
-            "5",              "5.5",            "9007199254740992",
-            P53_PLUS1_TEXT,   "9007199254740994", INT64_MAX_TEXT,
-            UINT64_MAX_TEXT,  "1e300",
+            "-1e300",
+            INT64_MIN_TEXT,
+            "-9007199254740993",
+            "-5.5",
+            "-5",
+            "0",
+            "5",
+            "5.5",
+            "9007199254740992",
+            P53_PLUS1_TEXT,
+            "9007199254740994",
+            INT64_MAX_TEXT,
+            UINT64_MAX_TEXT,
+            "1e300",
         };
         size_t n = sizeof(ascending) / sizeof(ascending[0]);
         cJSON *a, *b, *p2_60;
@@ -247,9 +255,9 @@ static void test_sqlite_bind(void **state)
 
         (void)state;
         assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
-        assert_int_equal(sqlite3_prepare_v2(db, "SELECT ?, typeof(?1)", -1,
-                                            &st, NULL),
-                         SQLITE_OK);
+        assert_int_equal(
+            sqlite3_prepare_v2(db, "SELECT ?, typeof(?1)", -1, &st, NULL),
+            SQLITE_OK);
         cJSON_ArrayForEach(e, v)
         {
                 sqlite3_reset(st);
@@ -258,9 +266,8 @@ static void test_sqlite_bind(void **state)
                 assert_string_equal((const char *)sqlite3_column_text(st, 0),
                                     sf_json_exact(e));
                 /* within int64 an integer, beyond it the digits as text */
-                assert_string_equal(
-                    (const char *)sqlite3_column_text(st, 1),
-                    e->next ? "integer" : "text");
+                assert_string_equal((const char *)sqlite3_column_text(st, 1),
+                                    e->next ? "integer" : "text");
         }
         sqlite3_finalize(st);
         sqlite3_close(db);
