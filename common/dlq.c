@@ -139,7 +139,7 @@ char *sf_dlq_record_action(const void *value, size_t value_len)
         if (!value || !value_len || value_len > SF_MAX_RECORD_BYTES ||
             ((const char *)value)[0] != '{')
                 return NULL;
-        v = cJSON_ParseWithLength(value, value_len);
+        v = sf_json_parse(value, value_len);
         kind = cJSON_GetObjectItemCaseSensitive(v, "kind");
         action = cJSON_GetObjectItemCaseSensitive(v, "action");
         if (cJSON_IsString(kind) && cJSON_IsString(action))

@@ -21,6 +21,8 @@
  *     the braces only) renders to the JSON value it references, keeping its
  *     type; any other template renders to a string.
  *
+ * Values keep integers exact to 64 bits (json.h), in text as in JSON.
+ *
  * Filters: lower/upper/trim work on strings; number turns a numeric string
  * or bool into a number (error otherwise); string renders any value as text
  * (objects as compact JSON); bool accepts true/false/1/0/yes/no/on/off;

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "json.h"
 #include "sf.h"
 #include "template.h"
 

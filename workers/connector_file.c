@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "log.h"
 
 #define SF_FILE_LOG "file"
@@ -272,7 +273,7 @@ static int file_send(sf_conn_t *c, const sf_request_t *req,
                          c->name);
                 goto out;
         }
-        doc = cJSON_PrintUnformatted(req->body);
+        doc = sf_json_print(req->body, 0);
         if (!doc) {
                 st = SF_FATAL;
                 snprintf(err, sizeof(err),
@@ -298,7 +299,7 @@ static int file_send(sf_conn_t *c, const sf_request_t *req,
                 sf_warn(SF_FILE_LOG, "connector %s: %s", c->name, err);
 out:
         sf_doneq_push(&c->done, done, opaque, st, err);
-        cJSON_free(doc);
+        free(doc);
         return 0;
 }
 

@@ -436,8 +436,7 @@ static void http_finish(sf_conn_t *c, sf_http_req_t *r, CURLcode result)
                         r->res.retry_after_ms = sf_http_retry_after(r->easy);
         }
         if (!r->too_large && r->resp.len > 0) {
-                r->res.response =
-                    cJSON_ParseWithLength(r->resp.data, r->resp.len);
+                r->res.response = sf_json_parse(r->resp.data, r->resp.len);
                 if (!r->res.response)
                         r->res.response = cJSON_CreateString(r->resp.data);
         }
@@ -684,7 +683,7 @@ static int http_send(sf_conn_t *c, const sf_request_t *req,
                 return -1;
         }
         if (req->body) {
-                body = cJSON_PrintUnformatted(req->body);
+                body = sf_json_print(req->body, 0);
                 if (!body) {
                         sf_seterr(errstr, errstr_size,
                                   "connector %s: the document cannot be "

@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 
 #include "connector.h"
+#include "json.h"
 
 /* Answers bigger than this are not read: the request is FATAL. */
 #define SF_HTTP_MAX_RESPONSE (1024u * 1024u)

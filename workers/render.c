@@ -81,7 +81,9 @@ cJSON *sf_render_reply_response(const cJSON *response, int http_status,
                                 const char *headers_json)
 {
         cJSON *r = cJSON_CreateObject();
-        cJSON *h = headers_json ? cJSON_Parse(headers_json) : NULL;
+        cJSON *h = headers_json
+                       ? sf_json_parse(headers_json, strlen(headers_json))
+                       : NULL;
 
         cJSON_AddItemToObject(r, "response",
                               response ? cJSON_Duplicate(response, 1)
@@ -110,6 +112,7 @@ cJSON *sf_render_reply_error(int http_status, const char *message, int attempts)
  * reduced to [A-Za-z0-9._-]. */
 static char *sf_file_name(const sf_outbound_t *ob)
 {
+        char num[64];
         sf_buf_t b;
         const cJSON *v;
 
@@ -120,7 +123,8 @@ static char *sf_file_name(const sf_outbound_t *ob)
                 if (cJSON_IsString(v))
                         sf_buf_printf(&b, "-%s", v->valuestring);
                 else if (cJSON_IsNumber(v))
-                        sf_buf_printf(&b, "-%.17g", v->valuedouble);
+                        sf_buf_printf(&b, "-%s",
+                                      sf_json_number_text(v, num, sizeof(num)));
         }
         sf_buf_printf(&b, "-%s.json", ob->event_id ? ob->event_id : "noid");
         for (size_t i = 0; i < b.len; i++) {

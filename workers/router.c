@@ -372,7 +372,7 @@ static void sf_router_hold(sf_router_t *r, sf_route_out_t *o, const char *event)
 
         if (prev && r->cfg->router.coalesce_ms > 0) {
                 const char *combined = sf_combine_event(prev->event, event);
-                cJSON *v = cJSON_ParseWithLength(o->value, o->value_len);
+                cJSON *v = sf_json_parse(o->value, o->value_len);
 
                 /* Last image wins, but an insert that is updated before it
                  * left stays an insert for the target. */
@@ -380,7 +380,7 @@ static void sf_router_hold(sf_router_t *r, sf_route_out_t *o, const char *event)
                         cJSON_ReplaceItemInObjectCaseSensitive(
                             v, "event", cJSON_CreateString(combined));
                         free(o->value);
-                        o->value = cJSON_PrintUnformatted(v);
+                        o->value = sf_json_canonical(v);
                         o->value_len = strlen(o->value);
                         cJSON_Delete(v);
                 }
