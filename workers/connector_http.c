@@ -307,6 +307,11 @@ static void http_start(sf_conn_t *c, sf_http_req_t *r)
         rc = sf_http_easy_common(c, easy, r->errbuf);
         if (!rc)
                 rc = curl_easy_setopt(easy, CURLOPT_URL, r->url);
+        /* the path goes out as rendered, which sf_render checked stays
+         * under base_url: libcurl resolving its dot segments would send
+         * another one */
+        if (!rc)
+                rc = curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L);
         if (!rc)
                 rc = http_set_method(easy, r);
         if (!rc)
