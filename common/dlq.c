@@ -16,6 +16,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "sf.h"
+#include "text.h"
 
 /* How long a put may wait for room in the producer's queue. */
 #define SF_DLQ_SEND_TIMEOUT_MS 1000
@@ -157,11 +158,21 @@ static int sf_dlq_send(sf_dlq_t *d, const sf_dead_letter_t *dl, void *opaque,
 int sf_dlq_put(sf_dlq_t *d, const sf_dead_letter_t *dl, void *opaque,
                char *errstr, size_t errstr_size)
 {
+        sf_dead_letter_t clean = *dl;
+        char *error = sf_text_clean_dup(dl->error, 0);
+        int rc;
+
+        /* the error quotes records and answers: valid UTF-8 only in the
+         * syncfleet-error header and the store */
+        clean.error = error;
         if (!d->store)
-                return sf_dlq_send(d, dl, opaque, errstr, errstr_size);
-        if (sf_dlq_store_insert(d->store, dl, errstr, errstr_size))
-                return -1;
-        return SF_DLQ_STORED;
+                rc = sf_dlq_send(d, &clean, opaque, errstr, errstr_size);
+        else if (sf_dlq_store_insert(d->store, &clean, errstr, errstr_size))
+                rc = -1;
+        else
+                rc = SF_DLQ_STORED;
+        free(error);
+        return rc;
 }
 
 void sf_dlq_close(sf_dlq_t *d)

@@ -11,6 +11,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "text.h"
+
 static int sf_log_level = -1;
 
 static const char *const sf_level_names[] = {"error", "warn", "info", "debug"};
@@ -44,7 +46,7 @@ void sf_log(sf_log_level_t level, const char *component, const char *fmt, ...)
         struct timespec ts;
         struct tm tm;
         char when[32];
-        char msg[2048];
+        char msg[2048], clean[4 * sizeof(msg)];
         va_list ap;
 
         if (!sf_log_enabled(level))
@@ -55,9 +57,11 @@ void sf_log(sf_log_level_t level, const char *component, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        /* one line of valid UTF-8, whatever a record or an answer held */
+        sf_text_clean(msg, strlen(msg), SF_TEXT_CONTROLS, clean, sizeof(clean));
         flockfile(stderr);
         fprintf(stderr, "%s.%03ldZ %-5s %s: %s\n", when,
                 (long)(ts.tv_nsec / 1000000), sf_level_names[level],
-                component ? component : "syncfleet", msg);
+                component ? component : "syncfleet", clean);
         funlockfile(stderr);
 }

@@ -179,6 +179,18 @@ static void sf_worker_intake(sf_worker_t *w, rd_kafka_message_t *m,
                 sf_worker_reject(w, job, errstr);
                 return;
         }
+        if (strcmp(job->ob.kind, w->kind == SF_KIND_MESSAGE ? "message"
+                                                            : "webservice")) {
+                /* what runs it is the record's own kind, never the topic
+                 * it arrived on */
+                snprintf(errstr, sizeof(errstr),
+                         "a record of kind \"%s\" on %s, which carries kind "
+                         "\"%s\": not run",
+                         job->ob.kind, w->topic,
+                         w->kind == SF_KIND_MESSAGE ? "message" : "webservice");
+                sf_worker_reject(w, job, errstr);
+                return;
+        }
         job->action = sf_config_action(w->cfg, job->ob.action);
         if (!job->action || job->action->kind != w->kind) {
                 snprintf(errstr, sizeof(errstr),
