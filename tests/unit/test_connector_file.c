@@ -296,6 +296,7 @@ static void test_jsonl_failed_write_leaves_whole_lines(void **state)
         char *big = malloc(2001), *doc, *path;
         void (*old_xfsz)(int);
         const char *want[] = {"{\"id\":1}", "{\"id\":3}", NULL};
+        const char *first[] = {"{\"id\":1}", NULL};
 
         (void)state;
         memset(big, 'x', 2000);
@@ -314,13 +315,15 @@ static void test_jsonl_failed_write_leaves_whole_lines(void **state)
         assert_int_equal(send_doc(f, "order-to-archive", NULL, doc, &d[1]), 0);
         assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
         signal(SIGXFSZ, old_xfsz);
+        /* cut back at once, not only by the next append */
+        path = sf_asprintf("%s/order-to-archive.jsonl", f->dir);
+        check_lines(path, first);
         assert_int_equal(send_doc(f, "order-to-archive", NULL, "{\"id\":3}",
                                   &d[2]),
                          0);
         assert_int_equal(ops()->poll(f->conn, 0), 3);
         assert_int_equal(d[0].res.status, SF_OK);
         assert_int_equal(d[1].res.status, SF_RETRY);
-        path = sf_asprintf("%s/order-to-archive.jsonl", f->dir);
         {
                 char *e = sf_asprintf("write %s: %s", path, strerror(EFBIG));
 
