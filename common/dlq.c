@@ -85,10 +85,10 @@ static int sf_dlq_send_slim(sf_dlq_t *d, const sf_dead_letter_t *dl,
                             const char *reason, void *opaque, char *errstr,
                             size_t errstr_size)
 {
-        char *error = sf_asprintf("%s (its value of %zu bytes is not in the "
-                                  "DLQ: %s)",
-                                  dl->error ? dl->error : "", dl->value_len,
-                                  reason);
+        char *error =
+            sf_asprintf("%s (its value of %zu bytes is not in the "
+                        "DLQ: %s)",
+                        dl->error ? dl->error : "", dl->value_len, reason);
         int rc = sf_producer_send(
             d->producer, d->cfg->topic_dlq, RD_KAFKA_PARTITION_UA, dl->key,
             dl->key_len, NULL, 0, sf_dlq_topic_headers(dl, error), opaque,
@@ -99,11 +99,10 @@ static int sf_dlq_send_slim(sf_dlq_t *d, const sf_dead_letter_t *dl,
                 char *e2 = sf_asprintf("%s (nor its key of %zu bytes)", error,
                                        dl->key_len);
 
-                rc = sf_producer_send(d->producer, d->cfg->topic_dlq,
-                                      RD_KAFKA_PARTITION_UA, NULL, 0, NULL, 0,
-                                      sf_dlq_topic_headers(dl, e2), opaque,
-                                      SF_DLQ_SEND_TIMEOUT_MS, errstr,
-                                      errstr_size);
+                rc = sf_producer_send(
+                    d->producer, d->cfg->topic_dlq, RD_KAFKA_PARTITION_UA, NULL,
+                    0, NULL, 0, sf_dlq_topic_headers(dl, e2), opaque,
+                    SF_DLQ_SEND_TIMEOUT_MS, errstr, errstr_size);
                 free(e2);
         }
         free(error);
@@ -133,18 +132,18 @@ static int sf_dlq_send(sf_dlq_t *d, const sf_dead_letter_t *dl, void *opaque,
                                       opaque, errstr, errstr_size);
         else {
                 whole = 1;
-                rc = sf_producer_send(d->producer, d->cfg->topic_dlq,
-                                      RD_KAFKA_PARTITION_UA, dl->key,
-                                      dl->key_len, dl->value, dl->value_len,
-                                      sf_dlq_topic_headers(dl, dl->error),
-                                      opaque, SF_DLQ_SEND_TIMEOUT_MS, errstr,
-                                      errstr_size);
+                rc = sf_producer_send(
+                    d->producer, d->cfg->topic_dlq, RD_KAFKA_PARTITION_UA,
+                    dl->key, dl->key_len, dl->value, dl->value_len,
+                    sf_dlq_topic_headers(dl, dl->error), opaque,
+                    SF_DLQ_SEND_TIMEOUT_MS, errstr, errstr_size);
         }
         if (rc && whole &&
             sf_producer_last_error(d->producer) ==
                 RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-                rd_kafka_conf_get(rd_kafka_conf(sf_producer_handle(d->producer)),
-                                  "message.max.bytes", limit, &limit_len);
+                rd_kafka_conf_get(
+                    rd_kafka_conf(sf_producer_handle(d->producer)),
+                    "message.max.bytes", limit, &limit_len);
                 reason = sf_asprintf("larger than the producer's "
                                      "message.max.bytes (%s)",
                                      limit);

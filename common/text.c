@@ -52,9 +52,9 @@ size_t sf_text_clean(const char *s, size_t n, int flags, char *out,
                 return 0;
         while (i < n) {
                 size_t len = text_seq_len(u + i, n - i);
-                int esc = !len || ((flags & SF_TEXT_CONTROLS) && len == 1 &&
-                                   (u[i] < 0x20 || u[i] == 0x7f) &&
-                                   u[i] != '\t');
+                int esc =
+                    !len || ((flags & SF_TEXT_CONTROLS) && len == 1 &&
+                             (u[i] < 0x20 || u[i] == 0x7f) && u[i] != '\t');
 
                 if (esc) {
                         if (o + 4 >= out_size)

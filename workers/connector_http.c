@@ -464,8 +464,7 @@ static void http_finish(sf_conn_t *c, sf_http_req_t *r, CURLcode result)
                 sf_warn(SF_HTTP_LOG,
                         "connector %s: %s %s: HTTP %ld, answer over %u bytes, "
                         "not read",
-                        c->name, r->method, r->url, code,
-                        SF_HTTP_MAX_RESPONSE);
+                        c->name, r->method, r->url, code, SF_HTTP_MAX_RESPONSE);
                 st = sf_http_auth_answer(c, r, code);
                 if (st == SF_OK)
                         st = code > 0 ? http_answer_status(code) : SF_RETRY;

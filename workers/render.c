@@ -234,8 +234,7 @@ int sf_render(const sf_action_cfg_t *a, sf_step_t step, const sf_outbound_t *ob,
                                 sf_seterr(errstr, errstr_size,
                                           "path \"%s\" of \"%s\" leaves "
                                           "the base path of connector %s",
-                                          out->path,
-                                          sf_template_source(ptpl),
+                                          out->path, sf_template_source(ptpl),
                                           t->conn->name ? t->conn->name
                                                         : "http");
                                 goto out;

@@ -226,8 +226,8 @@ static void circuit_open(sf_sched_t *s, sf_circuit_t *c, int64_t retry_after,
         c->last_probe = NULL;
         c->probe_backoff =
             c->cfg.initial_backoff_ms > 0 ? c->cfg.initial_backoff_ms : 1;
-        c->probe_at =
-            now + (retry_after >= 0 ? cap_wait(c, retry_after) : c->probe_backoff);
+        c->probe_at = now + (retry_after >= 0 ? cap_wait(c, retry_after)
+                                              : c->probe_backoff);
         c->ask_at = c->probe_at;
         for (sf_sched_item_t *it = c->ready_head; it; it = it->rnext) {
                 it->waited = c->epoch;

@@ -51,9 +51,9 @@
 
 #include "sf.h"
 
-#define SF_SCHED_OPEN_AFTER     5 /* consecutive transient failures */
-#define SF_SCHED_MAX_RETRY_WAIT (3600 * 1000) /* longest Retry-After
-                                              * without max_backoff_ms */
+#define SF_SCHED_OPEN_AFTER 5 /* consecutive transient failures */
+/* the longest wait a Retry-After sets when max_backoff_ms is not set */
+#define SF_SCHED_MAX_RETRY_WAIT (3600 * 1000)
 
 typedef enum sf_sched_state {
         SF_SCHED_QUEUED = 0, /* behind an earlier item of its key */

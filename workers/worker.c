@@ -179,8 +179,8 @@ static void sf_worker_intake(sf_worker_t *w, rd_kafka_message_t *m,
                 sf_worker_reject(w, job, errstr);
                 return;
         }
-        if (strcmp(job->ob.kind, w->kind == SF_KIND_MESSAGE ? "message"
-                                                            : "webservice")) {
+        if (strcmp(job->ob.kind,
+                   w->kind == SF_KIND_MESSAGE ? "message" : "webservice")) {
                 /* what runs it is the record's own kind, never the topic
                  * it arrived on */
                 snprintf(errstr, sizeof(errstr),

@@ -302,9 +302,8 @@ static void test_jsonl_failed_write_leaves_whole_lines(void **state)
         memset(big, 'x', 2000);
         big[2000] = '\0';
         doc = sf_asprintf("{\"id\":2,\"pad\":\"%s\"}", big);
-        assert_int_equal(send_doc(f, "order-to-archive", NULL, "{\"id\":1}",
-                                  &d[0]),
-                         0);
+        assert_int_equal(
+            send_doc(f, "order-to-archive", NULL, "{\"id\":1}", &d[0]), 0);
         /* EFBIG, not SIGXFSZ, past 1000 bytes: the second line is cut
          * there by the kernel */
         old_xfsz = signal(SIGXFSZ, SIG_IGN);
@@ -318,9 +317,8 @@ static void test_jsonl_failed_write_leaves_whole_lines(void **state)
         /* cut back at once, not only by the next append */
         path = sf_asprintf("%s/order-to-archive.jsonl", f->dir);
         check_lines(path, first);
-        assert_int_equal(send_doc(f, "order-to-archive", NULL, "{\"id\":3}",
-                                  &d[2]),
-                         0);
+        assert_int_equal(
+            send_doc(f, "order-to-archive", NULL, "{\"id\":3}", &d[2]), 0);
         assert_int_equal(ops()->poll(f->conn, 0), 3);
         assert_int_equal(d[0].res.status, SF_OK);
         assert_int_equal(d[1].res.status, SF_RETRY);
@@ -352,9 +350,8 @@ static void test_jsonl_cut_line_is_dropped(void **state)
         assert_non_null(fp);
         fputs("{\"id\":1}\n{\"id\":2,\"na", fp);
         fclose(fp);
-        assert_int_equal(send_doc(f, "order-to-archive", NULL, "{\"id\":3}",
-                                  &d),
-                         0);
+        assert_int_equal(
+            send_doc(f, "order-to-archive", NULL, "{\"id\":3}", &d), 0);
         assert_int_equal(ops()->poll(f->conn, 0), 1);
         assert_int_equal(d.res.status, SF_OK);
         check_lines(path, want);
@@ -380,9 +377,8 @@ static void test_jsonl_symlink_refused(void **state)
         fputs("secret\n", fp);
         fclose(fp);
         assert_int_equal(symlink(victim, path), 0);
-        assert_int_equal(send_doc(f, "order-to-archive", NULL, "{\"id\":1}",
-                                  &d),
-                         0);
+        assert_int_equal(
+            send_doc(f, "order-to-archive", NULL, "{\"id\":1}", &d), 0);
         assert_int_equal(ops()->poll(f->conn, 0), 1);
         assert_int_not_equal(d.res.status, SF_OK);
         want = sf_asprintf("%s is a symbolic link: refused, the file "

@@ -248,8 +248,7 @@ static void test_path_confined(void **state)
 
         (void)state;
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                if (sf_render_path_confined(cases[i].path) !=
-                    cases[i].confined)
+                if (sf_render_path_confined(cases[i].path) != cases[i].confined)
                         fail_msg("\"%s\": expected %s", cases[i].path,
                                  cases[i].confined ? "confined" : "refused");
         }
