@@ -202,13 +202,14 @@ static enum MHD_Result route(struct MHD_Connection *conn, const char *url,
                 pthread_mutex_unlock(&srv.mu);
                 return reply_json(conn, 200, "{\"ok\":true}", NULL);
         }
-        if (!strcmp(url, "/big")) {
+        if (!strcmp(url, "/big") || !strcmp(url, "/big503")) {
                 size_t n = 2u * 1024 * 1024;
                 char *big = malloc(n);
                 enum MHD_Result rc;
 
                 memset(big, 'x', n);
-                rc = reply(conn, 200, "text/plain", big, n, NULL);
+                rc =
+                    reply(conn, url[4] ? 503 : 200, "text/plain", big, n, NULL);
                 free(big);
                 return rc;
         }
@@ -842,13 +843,24 @@ static void test_response_too_large(void **state)
         char *want;
 
         (void)state;
+        /* the target accepted: done, only the body is not read */
         send_req(c, "GET", "/big", NULL, "ev-1", &d);
         drain(c, 5000);
         assert_int_equal(d.calls, 1);
-        assert_int_equal(d.status, SF_FATAL);
+        assert_int_equal(d.status, SF_OK);
+        assert_int_equal(d.http_status, 200);
         assert_null(d.response);
-        want = sf_asprintf("HTTP 200 from GET %s/big: response too large "
-                           "(more than 1048576 bytes)",
+        assert_string_equal(d.error, "");
+        recs_free(&d, 1);
+        /* a 5xx is retried, however large its body */
+        memset(&d, 0, sizeof(d));
+        send_req(c, "GET", "/big503", NULL, "ev-2", &d);
+        drain(c, 5000);
+        assert_int_equal(d.calls, 1);
+        assert_int_equal(d.status, SF_RETRY);
+        assert_null(d.response);
+        want = sf_asprintf("HTTP 503 from GET %s/big503: answer over 1048576 "
+                           "bytes, not read",
                            srv.base);
         assert_string_equal(d.error, want);
         free(want);
