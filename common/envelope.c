@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "sf.h"
+#include "text.h"
 
 /* --- Canonical JSON ----------------------------------------------------- */
 
@@ -379,28 +380,6 @@ static cJSON *parse_exact(const void *p, size_t len)
         return v;
 }
 
-/* The offset of the first \u0000 escape inside a JSON string of the LEN
- * bytes at P, or -1. Such a string cannot be carried: cJSON's strings end
- * at their first NUL, and the rest of the text would vanish unseen. */
-static long find_nul_escape(const char *p, size_t len)
-{
-        int in_str = 0;
-
-        for (size_t i = 0; i < len; i++) {
-                if (!in_str) {
-                        in_str = p[i] == '"';
-                } else if (p[i] == '"') {
-                        in_str = 0;
-                } else if (p[i] == '\\' && i + 1 < len) {
-                        if (p[i + 1] == 'u' && i + 5 < len &&
-                            !memcmp(p + i + 2, "0000", 4))
-                                return (long)i;
-                        i++; /* the escaped character */
-                }
-        }
-        return -1;
-}
-
 /* A record value: one JSON object of at most SF_MAX_RECORD_BYTES. NULL
  * with errstr saying which of these it is not. */
 static cJSON *parse_value_object(const void *value, size_t value_len,
@@ -414,12 +393,12 @@ static cJSON *parse_value_object(const void *value, size_t value_len,
                           SF_MAX_RECORD_BYTES);
                 return NULL;
         }
-        nul = value ? find_nul_escape(value, value_len) : -1;
+        nul = value ? sf_text_json_nul(value, value_len) : -1;
         if (nul >= 0) {
                 sf_seterr(errstr, errstr_size,
-                          "value has a NUL character (\\u0000) in a string "
-                          "at byte %ld: syncfleet does not carry text with "
-                          "NUL, which would be cut there",
+                          "value has a NUL character at byte %ld: syncfleet "
+                          "does not carry text with NUL (\\u0000), which "
+                          "would be cut there",
                           nul);
                 return NULL;
         }

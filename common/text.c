@@ -87,3 +87,24 @@ char *sf_text_clean_dup(const char *s, int flags)
         sf_text_clean(s, n, flags, out, size);
         return out;
 }
+
+long sf_text_json_nul(const char *p, size_t len)
+{
+        int in_str = 0;
+
+        for (size_t i = 0; i < len; i++) {
+                if (p[i] == '\0')
+                        return (long)i;
+                if (!in_str) {
+                        in_str = p[i] == '"';
+                } else if (p[i] == '"') {
+                        in_str = 0;
+                } else if (p[i] == '\\' && i + 1 < len) {
+                        if (p[i + 1] == 'u' && i + 5 < len &&
+                            !memcmp(p + i + 2, "0000", 4))
+                                return (long)i;
+                        i++; /* the escaped character */
+                }
+        }
+        return -1;
+}

@@ -25,4 +25,10 @@ size_t sf_text_clean(const char *s, size_t n, int flags, char *out,
  * NULL). */
 char *sf_text_clean_dup(const char *s, int flags);
 
+/* The offset of the first NUL character in the LEN bytes of JSON text at
+ * P: a NUL byte, or a \u0000 escape inside a string; -1 when there is
+ * none. cJSON's strings end at their first NUL, so such text would lose
+ * the rest of its string unseen. */
+long sf_text_json_nul(const char *p, size_t len);
+
 #endif

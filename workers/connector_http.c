@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "text.h"
 
 #define SF_HTTP_LOG               "http"
 #define SF_HTTP_DEFAULT_TIMEOUT   5000
@@ -446,7 +447,14 @@ static void http_finish(sf_conn_t *c, sf_http_req_t *r, CURLcode result)
                 if (code == 429 || code == 503)
                         r->res.retry_after_ms = sf_http_retry_after(r->easy);
         }
-        if (!r->too_large && r->resp.len > 0) {
+        if (!r->too_large && r->resp.len > 0 &&
+            sf_text_json_nul(r->resp.data, r->resp.len) >= 0) {
+                /* its text would be cut at the NUL, unseen */
+                sf_warn(SF_HTTP_LOG,
+                        "connector %s: %s %s: HTTP %ld, the answer holds a "
+                        "NUL character: not read, @response is null",
+                        c->name, r->method, r->url, code);
+        } else if (!r->too_large && r->resp.len > 0) {
                 r->res.response =
                     cJSON_ParseWithLength(r->resp.data, r->resp.len);
                 if (!r->res.response)

@@ -215,6 +215,11 @@ static enum MHD_Result route(struct MHD_Connection *conn, const char *url,
         }
         if (!strcmp(url, "/text"))
                 return reply(conn, 200, "text/plain", "plain answer", 12, NULL);
+        if (!strcmp(url, "/nul"))
+                return reply(conn, 200, "application/json",
+                             "{\"limit\":\"5\\u00000\"}", 20, NULL);
+        if (!strcmp(url, "/nulbyte"))
+                return reply(conn, 200, "text/plain", "ab\0cd", 5, NULL);
         if (!strncmp(url, "/echo/", 6)) {
                 static const char *const h[] = {
                     "ETag",         "\"v1\"",  "Location",
@@ -835,6 +840,29 @@ static void test_rate_limit(void **state)
         recs_free(d, 20);
 }
 
+/* A reply holding a NUL character is not read (its text would be cut at
+ * the NUL): the request is done, its @response null. */
+static void test_response_with_nul_not_read(void **state)
+{
+        static const char *const paths[] = {"/nul", "/nulbyte"};
+        sf_connector_cfg_t cfg = base_cfg();
+        sf_conn_t *c = open_conn(&cfg);
+
+        (void)state;
+        for (int i = 0; i < 2; i++) {
+                done_rec_t d = {0};
+
+                send_req(c, "GET", paths[i], NULL, "ev-1", &d);
+                drain(c, 5000);
+                assert_int_equal(d.calls, 1);
+                assert_int_equal(d.status, SF_OK);
+                assert_int_equal(d.http_status, 200);
+                assert_null(d.response);
+                recs_free(&d, 1);
+        }
+        ops()->close(c);
+}
+
 static void test_response_too_large(void **state)
 {
         sf_connector_cfg_t cfg = base_cfg();
@@ -928,6 +956,7 @@ int main(void)
             cmocka_unit_test_setup(test_max_in_flight, test_setup),
             cmocka_unit_test_setup(test_rate_limit, test_setup),
             cmocka_unit_test_setup(test_response_too_large, test_setup),
+            cmocka_unit_test_setup(test_response_with_nul_not_read, test_setup),
             cmocka_unit_test_setup(test_close_abandons_pending, test_setup),
             cmocka_unit_test_setup(test_bad_requests_refused, test_setup),
         };
