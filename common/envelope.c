@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "sf.h"
+#include "text.h"
 
 /* --- Writing records -------------------------------------------------- */
 
@@ -121,10 +122,20 @@ static cJSON *parse_value_object(const void *value, size_t value_len,
                                  char *errstr, size_t errstr_size)
 {
         cJSON *v;
+        long nul;
 
         if (value_len > SF_MAX_RECORD_BYTES) {
                 sf_seterr(errstr, errstr_size, "value is larger than %u bytes",
                           SF_MAX_RECORD_BYTES);
+                return NULL;
+        }
+        nul = value ? sf_text_json_nul(value, value_len) : -1;
+        if (nul >= 0) {
+                sf_seterr(errstr, errstr_size,
+                          "value has a NUL character at byte %ld: syncfleet "
+                          "does not carry text with NUL (\\u0000), which "
+                          "would be cut there",
+                          nul);
                 return NULL;
         }
         v = parse_exact(value, value_len);

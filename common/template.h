@@ -81,7 +81,9 @@ cJSON *sf_template_render(const sf_template_t *t, const sf_scope_t *scope,
                           char *errstr, size_t errstr_size);
 
 /* Flags for sf_template_render_str. */
-#define SF_RENDER_URLENCODE 0x1 /* percent-encode each referenced value */
+/* percent-encode each referenced value; a value "." or ".." (or such a
+ * piece between slashes) has its dots encoded too */
+#define SF_RENDER_URLENCODE 0x1
 
 /* Renders T to text: strings as they are, numbers and booleans as JSON,
  * null as empty, objects/arrays as compact JSON. Returns a malloc'd string

@@ -162,6 +162,24 @@ int sf_template_parse_number(const char *s, size_t n, double *out)
         return 0;
 }
 
+/* 1 when the '.' at S[I] is part of a piece of S that is "." or "..",
+ * between S's start or end, '/' and '\\' (which are encoded): a dot
+ * segment once the value stands alone in a path, which libcurl and the
+ * target would resolve instead of sending it as data. */
+static int sf_dot_piece(const char *s, size_t n, size_t i)
+{
+        size_t a = i, z = i;
+
+        while (a > 0 && s[a - 1] == '.')
+                a--;
+        while (z < n && s[z] == '.')
+                z++;
+        if (z - a > 2)
+                return 0;
+        return (a == 0 || s[a - 1] == '/' || s[a - 1] == '\\') &&
+               (z == n || s[z] == '/' || s[z] == '\\');
+}
+
 int sf_template_append_urlencoded(sf_buf_t *b, const char *s, size_t n)
 {
         static const char hex[] = "0123456789ABCDEF";
@@ -171,8 +189,8 @@ int sf_template_append_urlencoded(sf_buf_t *b, const char *s, size_t n)
         for (i = 0; i < n; i++) {
                 unsigned char c = (unsigned char)s[i];
 
-                if (isalnum(c) || c == '-' || c == '.' || c == '_' ||
-                    c == '~') {
+                if (isalnum(c) || c == '-' || c == '_' || c == '~' ||
+                    (c == '.' && !sf_dot_piece(s, n, i))) {
                         run++;
                         continue;
                 }

@@ -201,9 +201,16 @@ static void ready_unlink(sf_sched_t *s, sf_sched_item_t *it)
 
 /* --- circuits --------------------------------------------------------- */
 
-static int64_t cap_wait(int64_t ms)
+/* A target's Retry-After, bounded by the connector's max_backoff_ms: the
+ * pipeline says how long a record may wait, not the answer. */
+static int64_t cap_wait(const sf_circuit_t *c, int64_t ms)
 {
-        return ms > SF_SCHED_MAX_RETRY_WAIT ? SF_SCHED_MAX_RETRY_WAIT : ms;
+        int64_t cap = c->cfg.max_backoff_ms > 0 ? c->cfg.max_backoff_ms
+                                                : SF_SCHED_MAX_RETRY_WAIT;
+
+        if (cap > SF_SCHED_MAX_RETRY_WAIT)
+                cap = SF_SCHED_MAX_RETRY_WAIT;
+        return ms > cap ? cap : ms;
 }
 
 static void circuit_open(sf_sched_t *s, sf_circuit_t *c, int64_t retry_after,
@@ -219,8 +226,8 @@ static void circuit_open(sf_sched_t *s, sf_circuit_t *c, int64_t retry_after,
         c->last_probe = NULL;
         c->probe_backoff =
             c->cfg.initial_backoff_ms > 0 ? c->cfg.initial_backoff_ms : 1;
-        c->probe_at =
-            now + (retry_after >= 0 ? cap_wait(retry_after) : c->probe_backoff);
+        c->probe_at = now + (retry_after >= 0 ? cap_wait(c, retry_after)
+                                              : c->probe_backoff);
         c->ask_at = c->probe_at;
         for (sf_sched_item_t *it = c->ready_head; it; it = it->rnext) {
                 it->waited = c->epoch;
@@ -478,12 +485,12 @@ static void circuit_account(sf_sched_t *s, sf_circuit_t *c, int was_probe,
                         c->probe_backoff = c->cfg.max_backoff_ms > 0
                                                ? c->cfg.max_backoff_ms
                                                : 1;
-                c->probe_at = now + (retry_after >= 0 ? cap_wait(retry_after)
+                c->probe_at = now + (retry_after >= 0 ? cap_wait(c, retry_after)
                                                       : c->probe_backoff);
                 c->ask_at = c->probe_at;
         } else if (retry_after >= 0 &&
-                   c->probe_at < now + cap_wait(retry_after)) {
-                c->probe_at = now + cap_wait(retry_after);
+                   c->probe_at < now + cap_wait(c, retry_after)) {
+                c->probe_at = now + cap_wait(c, retry_after);
         }
 }
 
@@ -534,7 +541,7 @@ sf_sched_verdict_t sf_sched_result(sf_sched_t *s, sf_sched_item_t *it,
         }
         it->state = SF_SCHED_WAITING;
         heap_push(s, it,
-                  now_ms + (retry_after_ms >= 0 ? cap_wait(retry_after_ms)
+                  now_ms + (retry_after_ms >= 0 ? cap_wait(c, retry_after_ms)
                                                 : backoff(s, c, it->failures)));
         return SF_SCHED_RETRY;
 }

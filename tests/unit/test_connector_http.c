@@ -202,18 +202,24 @@ static enum MHD_Result route(struct MHD_Connection *conn, const char *url,
                 pthread_mutex_unlock(&srv.mu);
                 return reply_json(conn, 200, "{\"ok\":true}", NULL);
         }
-        if (!strcmp(url, "/big")) {
+        if (!strcmp(url, "/big") || !strcmp(url, "/big503")) {
                 size_t n = 2u * 1024 * 1024;
                 char *big = malloc(n);
                 enum MHD_Result rc;
 
                 memset(big, 'x', n);
-                rc = reply(conn, 200, "text/plain", big, n, NULL);
+                rc =
+                    reply(conn, url[4] ? 503 : 200, "text/plain", big, n, NULL);
                 free(big);
                 return rc;
         }
         if (!strcmp(url, "/text"))
                 return reply(conn, 200, "text/plain", "plain answer", 12, NULL);
+        if (!strcmp(url, "/nul"))
+                return reply(conn, 200, "application/json",
+                             "{\"limit\":\"5\\u00000\"}", 20, NULL);
+        if (!strcmp(url, "/nulbyte"))
+                return reply(conn, 200, "text/plain", "ab\0cd", 5, NULL);
         if (!strncmp(url, "/echo/", 6)) {
                 static const char *const h[] = {
                     "ETag",         "\"v1\"",  "Location",
@@ -834,6 +840,29 @@ static void test_rate_limit(void **state)
         recs_free(d, 20);
 }
 
+/* A reply holding a NUL character is not read (its text would be cut at
+ * the NUL): the request is done, its @response null. */
+static void test_response_with_nul_not_read(void **state)
+{
+        static const char *const paths[] = {"/nul", "/nulbyte"};
+        sf_connector_cfg_t cfg = base_cfg();
+        sf_conn_t *c = open_conn(&cfg);
+
+        (void)state;
+        for (int i = 0; i < 2; i++) {
+                done_rec_t d = {0};
+
+                send_req(c, "GET", paths[i], NULL, "ev-1", &d);
+                drain(c, 5000);
+                assert_int_equal(d.calls, 1);
+                assert_int_equal(d.status, SF_OK);
+                assert_int_equal(d.http_status, 200);
+                assert_null(d.response);
+                recs_free(&d, 1);
+        }
+        ops()->close(c);
+}
+
 static void test_response_too_large(void **state)
 {
         sf_connector_cfg_t cfg = base_cfg();
@@ -842,13 +871,24 @@ static void test_response_too_large(void **state)
         char *want;
 
         (void)state;
+        /* the target accepted: done, only the body is not read */
         send_req(c, "GET", "/big", NULL, "ev-1", &d);
         drain(c, 5000);
         assert_int_equal(d.calls, 1);
-        assert_int_equal(d.status, SF_FATAL);
+        assert_int_equal(d.status, SF_OK);
+        assert_int_equal(d.http_status, 200);
         assert_null(d.response);
-        want = sf_asprintf("HTTP 200 from GET %s/big: response too large "
-                           "(more than 1048576 bytes)",
+        assert_string_equal(d.error, "");
+        recs_free(&d, 1);
+        /* a 5xx is retried, however large its body */
+        memset(&d, 0, sizeof(d));
+        send_req(c, "GET", "/big503", NULL, "ev-2", &d);
+        drain(c, 5000);
+        assert_int_equal(d.calls, 1);
+        assert_int_equal(d.status, SF_RETRY);
+        assert_null(d.response);
+        want = sf_asprintf("HTTP 503 from GET %s/big503: answer over 1048576 "
+                           "bytes, not read",
                            srv.base);
         assert_string_equal(d.error, want);
         free(want);
@@ -916,6 +956,7 @@ int main(void)
             cmocka_unit_test_setup(test_max_in_flight, test_setup),
             cmocka_unit_test_setup(test_rate_limit, test_setup),
             cmocka_unit_test_setup(test_response_too_large, test_setup),
+            cmocka_unit_test_setup(test_response_with_nul_not_read, test_setup),
             cmocka_unit_test_setup(test_close_abandons_pending, test_setup),
             cmocka_unit_test_setup(test_bad_requests_refused, test_setup),
         };
