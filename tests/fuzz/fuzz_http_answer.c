@@ -59,7 +59,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         cfg.name = "fuzz";
         cfg.type = SF_CONN_HTTP;
         cfg.base_url = base_url;
-        cfg.timeout_ms = 5000;
+        cfg.timeout_ms = 2000; /* 8 answers stay within -timeout=20 */
         cfg.max_in_flight = 1;
         cfg.tls_verify = 1;
         ops = sf_connector_ops(SF_CONN_HTTP);

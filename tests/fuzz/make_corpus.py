@@ -8,6 +8,7 @@ crashes live next to them as regress-*, which this script leaves alone.
 
     tests/fuzz/make_corpus.py          # rewrites every seed-* file
 """
+import hashlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CORPUS = os.path.join(HERE, "corpus")
-MAX_SEED = 4096  # libFuzzer's default -max_len
+MAX_SEED = 8192  # libFuzzer takes the largest seed as -max_len
 
 
 def c_literals(path):
@@ -52,8 +53,8 @@ class Seeds:
             return
         self.seen.add(data)
         label = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:60]
-        n = len(self.seen)
-        with open(os.path.join(self.dir, f"seed-{label}-{n}"), "wb") as f:
+        h = hashlib.sha1(data).hexdigest()[:8]
+        with open(os.path.join(self.dir, f"seed-{label}-{h}"), "wb") as f:
             f.write(data)
 
 
@@ -87,6 +88,17 @@ def config_seeds():
 
 def synclog_seeds():
     s = Seeds("synclog")
+    change = {"op": "u", "ts_ms": 1764150000000,
+              "source": {"connector": "sqlite", "db": "erp", "table": "customers",
+                         "seq": 17, "txid": 4, "lsn": "0/16B3748"},
+              "before": {"id": 1, "name": "Ada"},
+              "after": {"id": 1, "name": "Ada Lovelace"},
+              "key": {"id": 1}}
+    for label, v in variants(change):
+        s.add(label, v)
+    for label, v in variants(change["source"]):
+        s.add("source_" + label, json.dumps(dict(change, source="@@"))
+              .replace('"@@"', v))
     for t in ("test_envelope.c", "test_router.c", "test_pgoutput.c"):
         for lit in c_literals(unit(t)):
             v = json_object(lit)
@@ -105,6 +117,22 @@ def synclog_seeds():
                       b"\0sqlite:erp:17")
 
 
+def variants(rec):
+    """REC with each member missing, null, or of another type, as the
+    unit tests' error cases make them."""
+    for name in list(rec):
+        for label, val in (("missing", None), ("null", "null"), ("num", "1"),
+                           ("str", '"x"'), ("obj", "{}"), ("arr", "[]"),
+                           ("big", "1e300")):
+            r = dict(rec)
+            if val is None:
+                del r[name]
+                yield f"{name}_{label}", json.dumps(r)
+            else:
+                r[name] = "@@"
+                yield f"{name}_{label}", json.dumps(r).replace('"@@"', val)
+
+
 def outbound_seeds():
     s = Seeds("outbound")
     for t in ("test_envelope.c", "test_render.c", "test_router.c",
@@ -120,6 +148,8 @@ def outbound_seeds():
            "before": None, "event_id": "sqlite:erp:42",
            "source_ts_ms": 1764150000000, "routed_ts_ms": 1764150000123}
     s.add("built", json.dumps(rec))
+    for label, v in variants(rec):
+        s.add(label, v)
     rec.update(kind="webservice", event="delete", record=None,
                before={"id": 1, "big": 9007199254740993, "s": "\u00e9\n"})
     s.add("built_delete", json.dumps(rec))
