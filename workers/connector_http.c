@@ -27,12 +27,19 @@
 
 static pthread_once_t sf_http_once = PTHREAD_ONCE_INIT;
 static CURLcode sf_http_global_rc;
+/* libcurl before 8.1.0 keeps a pointer to the last header of a handle's
+ * previous transfer across curl_easy_reset (curl issue 11101): an answer
+ * whose first header line is a folded continuation then reads and frees
+ * freed memory. Handles are pooled only where that is fixed. */
+static int sf_http_pool_ok;
 
 /* curl_global_init is not safe to race with other threads: run it once per
  * process, before the first handle. */
 static void http_global_init(void)
 {
         sf_http_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+        sf_http_pool_ok =
+            curl_version_info(CURLVERSION_NOW)->version_num >= 0x080100;
 }
 
 CURL *sf_http_easy_get(sf_conn_t *c)
@@ -48,7 +55,7 @@ void sf_http_easy_put(sf_conn_t *c, CURL *easy)
 {
         if (!easy)
                 return;
-        if (c->pool_cnt < c->pool_cap) {
+        if (c->pool_cnt < c->pool_cap && sf_http_pool_ok) {
                 curl_easy_reset(easy);
                 c->pool[c->pool_cnt++] = easy;
         } else {

@@ -941,6 +941,109 @@ static void test_bad_requests_refused(void **state)
                                  "header name or value");
 }
 
+/* A server on a raw socket that answers each of its connections with the
+ * next of ANSWERS, byte for byte, once the request's headers are in. */
+typedef struct raw_server {
+        int fd, port;
+        const char *const *answers;
+        int n;
+        pthread_t th;
+} raw_server_t;
+
+static void *raw_serve(void *arg)
+{
+        raw_server_t *rs = arg;
+
+        for (int i = 0; i < rs->n; i++) {
+                char buf[4096];
+                size_t len = 0;
+                int cfd = accept(rs->fd, NULL, NULL);
+                ssize_t r;
+
+                if (cfd < 0)
+                        break;
+                while (len < sizeof(buf) - 1 &&
+                       (r = recv(cfd, buf + len, sizeof(buf) - 1 - len, 0)) >
+                           0) {
+                        len += (size_t)r;
+                        buf[len] = '\0';
+                        if (strstr(buf, "\r\n\r\n"))
+                                break;
+                }
+                if (send(cfd, rs->answers[i], strlen(rs->answers[i]),
+                         MSG_NOSIGNAL) < 0)
+                        i = rs->n;
+                shutdown(cfd, SHUT_WR);
+                while (recv(cfd, buf, sizeof(buf), 0) > 0)
+                        ;
+                close(cfd);
+        }
+        return NULL;
+}
+
+static void raw_server_start(raw_server_t *rs, const char *const *answers,
+                             int n)
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        socklen_t sl = sizeof(sa);
+
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        rs->fd = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(rs->fd >= 0);
+        assert_int_equal(bind(rs->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(rs->fd, 4), 0);
+        assert_int_equal(getsockname(rs->fd, (struct sockaddr *)&sa, &sl), 0);
+        rs->port = ntohs(sa.sin_port);
+        rs->answers = answers;
+        rs->n = n;
+        assert_int_equal(pthread_create(&rs->th, NULL, raw_serve, rs), 0);
+}
+
+/* An answer whose first header line is a folded continuation, on the
+ * handle that carried an answer with headers before: libcurl before 8.1.0
+ * unfolds it onto the previous transfer's freed last header when the
+ * handle is reused (found by tests/fuzz/fuzz_http_answer; the sanitizer
+ * build reports the use after free). The request fails as a transfer
+ * error, and the next one works. */
+static void test_folded_first_header_after_reuse(void **state)
+{
+        static const char *const answers[] = {
+            "HTTP/1.1 200 OK\r\nX-First: 1\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 503 Busy\r\n folded: x\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 201 Created\r\nX-Last: 3\r\nContent-Length: 0\r\n\r\n",
+        };
+        sf_connector_cfg_t cfg = base_cfg();
+        raw_server_t rs;
+        done_rec_t d[3] = {{0}};
+        char url[64];
+        sf_conn_t *c;
+
+        (void)state;
+        raw_server_start(&rs, answers, 3);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d", rs.port);
+        cfg.base_url = url;
+        cfg.max_in_flight = 1;
+        c = open_conn(&cfg);
+        for (int i = 0; i < 3; i++) {
+                send_req(c, "PUT", "/x", NULL, "ev-1", &d[i]);
+                drain(c, 5000);
+        }
+        ops()->close(c);
+        pthread_join(rs.th, NULL);
+        close(rs.fd);
+        assert_int_equal(d[0].status, SF_OK);
+        assert_string_equal(d[0].headers,
+                            "{\"x-first\":\"1\",\"content-length\":\"0\"}");
+        assert_int_equal(d[1].calls, 1);
+        assert_int_equal(d[1].status, SF_RETRY);
+        assert_int_equal(d[1].http_status, 0);
+        assert_int_equal(d[2].status, SF_OK);
+        assert_int_equal(d[2].http_status, 201);
+        assert_string_equal(d[2].headers,
+                            "{\"x-last\":\"3\",\"content-length\":\"0\"}");
+        recs_free(d, 3);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -959,6 +1062,8 @@ int main(void)
             cmocka_unit_test_setup(test_response_with_nul_not_read, test_setup),
             cmocka_unit_test_setup(test_close_abandons_pending, test_setup),
             cmocka_unit_test_setup(test_bad_requests_refused, test_setup),
+            cmocka_unit_test_setup(test_folded_first_header_after_reuse,
+                                   test_setup),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
