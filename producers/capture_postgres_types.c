@@ -52,10 +52,20 @@ static int pg_integer_kind(const char *text, size_t len)
                 i = 1;
         if (i == len || (text[i] == '0' && len > i + 1))
                 return PG_INT_TEXT;
-        for (; i < len; i++)
-                if (text[i] < '0' || text[i] > '9')
+        for (size_t j = i; j < len; j++)
+                if (text[j] < '0' || text[j] > '9')
                         return PG_INT_TEXT;
-        if (len == 2 && text[0] == '-')
+        /* beyond what json.h holds exactly (-2^63 .. 2^64-1), as the tree
+         * path (sf_json_integer_text) decides too: text */
+        {
+                const char *lim = i ? "9223372036854775808"
+                                    : "18446744073709551615";
+                size_t n = len - i, ln = strlen(lim);
+
+                if (n > ln || (n == ln && memcmp(text + i, lim, n) > 0))
+                        return PG_INT_TEXT;
+        }
+        if (len == 2 && text[0] == '-' && text[1] == '0')
                 return PG_INT_ZERO;
         return PG_INT_DIGITS;
 }

@@ -121,11 +121,18 @@ static void check_change(const sf_pg_decoder_t *d, const sf_change_t *ch,
         key = sf_change_key_json(ch);
         value = sf_change_value_json(ch);
         FUZZ_CHECK(key && value, "a change does not print");
-        FUZZ_CHECK(!sf_change_parse(key, strlen(key), value, strlen(value),
-                                    ch->event_id, &back, err, sizeof(err)),
-                   "the router refuses a change: %s\nkey %s\nvalue %s", err,
-                   key, value);
-        sf_change_clear(&back);
+        /* PostgreSQL's text never holds NUL, the decoder passes on what it
+         * got, and the router refuses such text with its reason (a dead
+         * letter): the only refusal allowed */
+        if (sf_change_parse(key, strlen(key), value, strlen(value),
+                            ch->event_id, &back, err, sizeof(err)))
+                FUZZ_CHECK((strstr(key, "\\u0000") ||
+                            strstr(value, "\\u0000")) &&
+                               strstr(err, "has a NUL character"),
+                           "the router refuses a change: %s\nkey %s\nvalue %s",
+                           err, key, value);
+        else
+                sf_change_clear(&back);
         free(key);
         free(value);
         FUZZ_CHECK(rel, "a change of no relation");

@@ -648,6 +648,10 @@ static void test_values(void **state)
         value_is(PG_BOOLOID, "f", "false");
         value_is(PG_BOOLOID, "maybe", "\"maybe\"");
         value_is(PG_INT4OID, "-0", "0");
+        /* one negative digit is not "-0" (the direct path wrote 0) */
+        value_is(PG_INT4OID, "-1", "-1");
+        value_is(PG_INT2OID, "-9", "-9");
+        value_is(PG_INT8OID, "-5", "-5");
         value_is(PG_INT4OID, "007", "\"007\"");
         value_is(PG_INT4OID, "12a", "\"12a\"");
         value_is(PG_INT4OID, "-", "\"-\"");
@@ -658,6 +662,12 @@ static void test_values(void **state)
         /* beyond 2^53: the digits are kept exactly */
         value_is(PG_INT8OID, "9223372036854775807", "9223372036854775807");
         value_is(PG_INT8OID, "-9223372036854775808", "-9223372036854775808");
+        /* beyond 64 bits (no int8 holds it): text, both ways */
+        value_is(PG_INT8OID, "-9223372036854775809",
+                 "\"-9223372036854775809\"");
+        value_is(PG_INT8OID, "18446744073709551615", "18446744073709551615");
+        value_is(PG_INT8OID, "18446744073709551616",
+                 "\"18446744073709551616\"");
         value_is(PG_OIDOID, "4294967295", "4294967295");
         value_is(PG_FLOAT8OID, "1.5", "1.5");
         value_is(PG_FLOAT8OID, "0.1", "0.1");
