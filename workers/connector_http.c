@@ -305,10 +305,15 @@ static void http_curl_failed(sf_conn_t *c, sf_http_req_t *r, CURLcode rc)
                  curl_easy_strerror(rc), r->errbuf[0] ? " (" : "", r->errbuf,
                  r->errbuf[0] ? ")" : "");
         r->res.misconfigured = sf_http_curl_misconfigured(rc);
-        sf_http_complete(c, r, http_curl_status(rc), "%s %s: %s%s%s%s",
-                         r->method, r->url, curl_easy_strerror(rc),
-                         r->errbuf[0] ? " (" : "", r->errbuf,
-                         r->errbuf[0] ? ")" : "");
+        /* what to fix is in libcurl's detail ("unable to get local issuer
+         * certificate"): it goes with the error the circuit logs */
+        if (r->res.misconfigured && r->errbuf[0])
+                sf_http_complete(c, r, http_curl_status(rc), "%s %s: %s (%s)",
+                                 r->method, r->url, curl_easy_strerror(rc),
+                                 r->errbuf);
+        else
+                sf_http_complete(c, r, http_curl_status(rc), "%s %s: %s",
+                                 r->method, r->url, curl_easy_strerror(rc));
 }
 
 /* Puts R on the wire, or completes it when libcurl will not take it. */

@@ -204,11 +204,18 @@ int sf_http_auth_reap(sf_conn_t *c, CURL *easy, CURLcode result)
                 return 0;
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
         if (result != CURLE_OK) {
-                why = sf_asprintf("oauth2 token from POST %s: %s%s%s%s", url,
-                                  curl_easy_strerror(result),
-                                  o->errbuf[0] ? " (" : "", o->errbuf,
-                                  o->errbuf[0] ? ")" : "");
+                sf_debug(SF_HTTP_LOG, "connector %s: POST %s: %s%s%s%s",
+                         c->name, url, curl_easy_strerror(result),
+                         o->errbuf[0] ? " (" : "", o->errbuf,
+                         o->errbuf[0] ? ")" : "");
                 misconfigured = sf_http_curl_misconfigured(result);
+                if (misconfigured && o->errbuf[0])
+                        why = sf_asprintf("oauth2 token from POST %s: %s (%s)",
+                                          url, curl_easy_strerror(result),
+                                          o->errbuf);
+                else
+                        why = sf_asprintf("oauth2 token from POST %s: %s", url,
+                                          curl_easy_strerror(result));
         } else if (code < 200 || code > 299) {
                 sf_http_snippet(&o->resp, snippet, sizeof(snippet));
                 why = sf_asprintf("oauth2 token from POST %s: HTTP %ld%s%s",
