@@ -39,8 +39,11 @@
  * or last failed. So during an outage attempts are frozen, and a record
  * that fails while others succeed gives up after max_attempts. Backoff
  * grows with every failure, counted or not. Failures the caller reports as
- * local (the source database, a connector that cannot be opened) always
- * count and never touch the circuit.
+ * local (the source database) always count and never touch the circuit.
+ * A failure the caller flags SF_SCHED_MISCONFIGURED (the connector cannot
+ * work as configured: a token refused, a certificate not trusted, a
+ * connector that cannot be opened) is the connector's like any other: it
+ * opens the circuit, and its opened event says so, for a louder log line.
  */
 #ifndef SF_SCHEDULER_H
 #define SF_SCHEDULER_H
