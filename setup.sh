@@ -7,6 +7,13 @@
 #   ./setup.sh test --sanitize   the same with -fsanitize=address,undefined
 #   ./setup.sh build          install and build only
 #   ./setup.sh bench          build and run the benchmarks
+#   ./setup.sh fuzz [HARNESS [SECONDS [LIBFUZZER-OPTION...]]]
+#                             build the libFuzzer harnesses (tests/fuzz/,
+#                             clang, build-fuzz/) and run one, or each in
+#                             turn, for SECONDS (default 600)
+#
+# `test` also builds the harnesses and runs each for SF_FUZZ_SECONDS
+# (default 30; 0 leaves them out) after the suite: ctest label `fuzz`.
 #
 # Idempotent: packages already installed are not touched, apt-get update
 # runs only when something has to be installed, and the build is
@@ -28,6 +35,10 @@ packages=(
 # has both already (any vendor's) gets neither package.
 command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || packages+=(maven)
+
+# clang with libFuzzer and the sanitizer runtimes, for the fuzz harnesses
+# (`test` and `fuzz` only).
+fuzz_packages=(clang-14 libclang-rt-14-dev)
 
 install_missing() {
   local missing=() p
@@ -53,6 +64,12 @@ build() {
     cmake --build "$dir" -j 1
 }
 
+# The harnesses of tests/fuzz/ in build-fuzz/: clang, -DSF_FUZZ=ON, each
+# ctest run lasting $1 seconds.
+build_fuzz() {
+  CC=clang-14 build build-fuzz -DSF_FUZZ=ON -DSF_FUZZ_SECONDS="$1"
+}
+
 cmd=${1:-build}
 shift || true
 case "$cmd" in
@@ -66,6 +83,8 @@ example)
   exec "$here/examples/webshop/run.sh" "$@"
   ;;
 test)
+  fuzz_seconds=${SF_FUZZ_SECONDS:-30}
+  [ "$fuzz_seconds" = 0 ] || packages+=("${fuzz_packages[@]}")
   install_missing
   # The Kafka broker's jars, once into a cache (a no-op when there).
   python3 tests/kafka/cluster.py fetch --all >/dev/null
@@ -78,15 +97,42 @@ test)
   else
     build "$dir"
   fi
-  cd "$dir"
   log=$(mktemp)
   rc=0
-  ctest --output-on-failure -j "$(nproc)" --timeout 600 2>&1 | tee "$log" ||
-    rc=$?
-  # ctest ends with timing lines; repeat its summary as the last line.
-  grep -E '^[0-9]+% tests passed' "$log" | tail -n 1 || true
+  (cd "$dir" && ctest --output-on-failure -j "$(nproc)" --timeout 600) 2>&1 |
+    tee "$log" || rc=$?
+  summary=$(grep -E '^[0-9]+% tests passed' "$log" | tail -n 1 || true)
+  if [ "$fuzz_seconds" != 0 ]; then
+    # One fuzzer at a time: each takes a core for its whole run.
+    build_fuzz "$fuzz_seconds"
+    (cd build-fuzz && ctest --output-on-failure -L fuzz -j 1) 2>&1 |
+      tee "$log" || rc=$?
+    fuzz_summary=$(grep -E '^[0-9]+% tests passed' "$log" | tail -n 1 || true)
+    # One line for both runs, in ctest's words and rounding.
+    [ -z "$fuzz_summary" ] || summary=$(printf '%s\n%s\n' "$summary" \
+      "$fuzz_summary" | awk '
+      /tests passed/ { failed += $4; total += $NF; n++ }
+      END {
+        if (n != 2) exit 1
+        pct = total ? (total - failed) * 100 / total : 0
+        if (failed && pct > 99) pct = 99
+        printf "%d%% tests passed, %d tests failed out of %d\n",
+               int(pct + 0.5), failed, total
+      }') || summary=$fuzz_summary
+  fi
   rm -f "$log"
+  # ctest ends with timing lines; repeat its summary as the last line.
+  [ -n "$summary" ] && echo "$summary"
   exit "$rc"
+  ;;
+fuzz)
+  packages+=("${fuzz_packages[@]}")
+  install_missing
+  harness=${1:-}
+  seconds=${2:-600}
+  shift 2 || shift $# || true
+  build_fuzz 30
+  exec tests/fuzz/run.sh build-fuzz "$seconds" "$harness" "$@"
   ;;
 bench)
   install_missing

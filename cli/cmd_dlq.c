@@ -435,7 +435,7 @@ static void sf_dlq_print_json(const sf_dlq_entry_t *e, int payload,
 
         if (replay_to)
                 cJSON_AddStringToObject(o, "replay_to", replay_to);
-        s = cJSON_PrintUnformatted(o);
+        s = sf_json_print(o, 0);
         printf("%s\n", s);
         free(s);
         cJSON_Delete(o);
@@ -545,7 +545,7 @@ static void sf_replay_on_delivery(void *cb_arg, void *opaque,
                         cJSON_AddStringToObject(o, "id", id);
                 cJSON_AddStringToObject(o, "topic", e->origin_topic);
                 cJSON_AddBoolToObject(o, "delivered", !err);
-                s = cJSON_PrintUnformatted(o);
+                s = sf_json_print(o, 0);
                 printf("%s\n", s);
                 free(s);
                 cJSON_Delete(o);

@@ -21,6 +21,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "json.h"
 #include "kafka.h"
 #include "log.h"
 #include "sf.h"
@@ -415,7 +416,7 @@ int sf_cmd_lag(int argc, char **argv)
                 }
         }
         if (json) {
-                char *s = cJSON_PrintUnformatted(doc);
+                char *s = sf_json_print(doc, 0);
 
                 printf("%s\n", s);
                 free(s);

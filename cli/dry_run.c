@@ -56,7 +56,8 @@ static char *sf_read_all(const char *path, char *errstr, size_t errstr_size)
 static int sf_dry_change(const sf_config_t *cfg, const char *text,
                          sf_change_t *ch, char *errstr, size_t errstr_size)
 {
-        cJSON *v = cJSON_Parse(text), *src, *key = NULL, *k = NULL;
+        cJSON *v = sf_json_parse(text, strlen(text)), *src, *key = NULL,
+              *k = NULL;
         const cJSON *tname, *image;
         char *table = NULL;
         const sf_table_cfg_t *t;
@@ -117,8 +118,8 @@ static int sf_dry_change(const sf_config_t *cfg, const char *text,
         cJSON_AddItemToObject(k, "key", key ? key : cJSON_CreateObject());
         key = NULL;
         cJSON_AddStringToObject(k, "table", table);
-        kjson = cJSON_PrintUnformatted(k);
-        vjson = cJSON_PrintUnformatted(v);
+        kjson = sf_json_print(k, 0);
+        vjson = sf_json_print(v, 0);
         rc = sf_change_parse(kjson, strlen(kjson), vjson, strlen(vjson),
                              "dry-run", ch, errstr, errstr_size);
 out:
@@ -184,7 +185,7 @@ static cJSON *sf_dry_record(const sf_config_t *cfg, const sf_action_cfg_t *a,
 /* The document, indented by two spaces per level under the request. */
 static void sf_dry_print_json(FILE *out, const cJSON *v)
 {
-        char *s = cJSON_Print(v);
+        char *s = sf_json_print(v, SF_JSON_PRETTY);
 
         fputs("    ", out);
         for (const char *p = s; *p; p++) {

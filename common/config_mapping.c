@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config_internal.h"
+#include "json.h"
 #include "sf.h"
 
 /* --- syncfleet's names and the names they had before '@' --- */
@@ -171,8 +172,11 @@ static cJSON *cfg_literal(const char *s)
                 if (!strcmp(s, falses[i]))
                         return cJSON_CreateFalse();
         }
-        if (sf_cfg_numeric(s, &integral))
-                return cJSON_CreateNumber(strtod(s, NULL));
+        if (sf_cfg_numeric(s, &integral)) {
+                cJSON *exact = sf_json_integer_text(s, strlen(s));
+
+                return exact ? exact : cJSON_CreateNumber(strtod(s, NULL));
+        }
         return NULL;
 }
 

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "redact.h"
 #include "sf.h"
+#include "text.h"
 
 /* How long a put may wait for room in the producer's queue. */
 #define SF_DLQ_SEND_TIMEOUT_MS 1000
@@ -73,52 +74,108 @@ static rd_kafka_headers_t *sf_dlq_topic_headers(const sf_dead_letter_t *dl,
         return h;
 }
 
+int sf_dlq_too_large(rd_kafka_resp_err_t err)
+{
+        return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+               err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+/* Sends DL to the topic without its value, REASON saying why; without
+ * its key too when even that is too large. */
+static int sf_dlq_send_slim(sf_dlq_t *d, const sf_dead_letter_t *dl,
+                            const char *reason, void *opaque, char *errstr,
+                            size_t errstr_size)
+{
+        char *error =
+            sf_asprintf("%s (its value of %zu bytes is not in the "
+                        "DLQ: %s)",
+                        dl->error ? dl->error : "", dl->value_len, reason);
+        int rc = sf_producer_send(
+            d->producer, d->cfg->topic_dlq, RD_KAFKA_PARTITION_UA, dl->key,
+            dl->key_len, NULL, 0, sf_dlq_topic_headers(dl, error), opaque,
+            SF_DLQ_SEND_TIMEOUT_MS, errstr, errstr_size);
+
+        if (rc && sf_producer_last_error(d->producer) ==
+                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+                char *e2 = sf_asprintf("%s (nor its key of %zu bytes)", error,
+                                       dl->key_len);
+
+                rc = sf_producer_send(
+                    d->producer, d->cfg->topic_dlq, RD_KAFKA_PARTITION_UA, NULL,
+                    0, NULL, 0, sf_dlq_topic_headers(dl, e2), opaque,
+                    SF_DLQ_SEND_TIMEOUT_MS, errstr, errstr_size);
+                free(e2);
+        }
+        free(error);
+        return rc;
+}
+
+/* A record that can never be sent as it is goes without its value, and
+ * the component goes on instead of trying it for ever: one larger than
+ * any record syncfleet keeps, one the producer refuses, one the broker
+ * refused (dl->without_value). */
 static int sf_dlq_send(sf_dlq_t *d, const sf_dead_letter_t *dl, void *opaque,
                        char *errstr, size_t errstr_size)
 {
-        char *error = NULL;
-        int rc;
+        char limit[32] = "?", *reason;
+        size_t limit_len = sizeof(limit);
+        int rc, whole = 0;
 
-        rc = sf_producer_send(d->producer, d->cfg->topic_dlq,
-                              RD_KAFKA_PARTITION_UA, dl->key, dl->key_len,
-                              dl->value, dl->value_len,
-                              sf_dlq_topic_headers(dl, dl->error), opaque,
-                              SF_DLQ_SEND_TIMEOUT_MS, errstr, errstr_size);
-        if (rc && sf_producer_last_error(d->producer) ==
-                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-                /* Never sendable as it is: without its value it is, and
-                 * the component goes on instead of trying for ever. */
-                error = sf_asprintf("%s (its value of %zu bytes is not in "
-                                    "the DLQ: larger than the producer's "
-                                    "message.max.bytes)",
-                                    dl->error ? dl->error : "", dl->value_len);
+        if (dl->without_value)
+                rc = sf_dlq_send_slim(d, dl,
+                                      "the broker refused it as larger than "
+                                      "the DLQ topic's max.message.bytes",
+                                      opaque, errstr, errstr_size);
+        else if (dl->key_len + dl->value_len > SF_MAX_RECORD_BYTES)
+                rc = sf_dlq_send_slim(d, dl,
+                                      "larger than the 8388608 bytes "
+                                      "syncfleet keeps of a record",
+                                      opaque, errstr, errstr_size);
+        else {
+                whole = 1;
                 rc = sf_producer_send(
                     d->producer, d->cfg->topic_dlq, RD_KAFKA_PARTITION_UA,
-                    dl->key, dl->key_len, NULL, 0,
-                    sf_dlq_topic_headers(dl, error), opaque,
+                    dl->key, dl->key_len, dl->value, dl->value_len,
+                    sf_dlq_topic_headers(dl, dl->error), opaque,
                     SF_DLQ_SEND_TIMEOUT_MS, errstr, errstr_size);
         }
-        free(error);
+        if (rc && whole &&
+            sf_producer_last_error(d->producer) ==
+                RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+                rd_kafka_conf_get(
+                    rd_kafka_conf(sf_producer_handle(d->producer)),
+                    "message.max.bytes", limit, &limit_len);
+                reason = sf_asprintf("larger than the producer's "
+                                     "message.max.bytes (%s)",
+                                     limit);
+                rc = sf_dlq_send_slim(d, dl, reason, opaque, errstr,
+                                      errstr_size);
+                free(reason);
+        }
         return rc ? -1 : SF_DLQ_PENDING;
 }
 
 int sf_dlq_put(sf_dlq_t *d, const sf_dead_letter_t *dl, void *opaque,
                char *errstr, size_t errstr_size)
 {
-        sf_dead_letter_t safe;
-        char *error;
+        sf_dead_letter_t clean = *dl;
+        char *redacted = sf_redact_dup(dl->error);
+        char *error = sf_text_clean_dup(redacted, 0);
         int rc;
 
+        /* the error quotes records and answers: no secret of the pipeline
+         * (the store's error column is what a topic DLQ's syncfleet-error
+         * header is) and valid UTF-8 only, in the header and the store */
+        free(redacted);
+        clean.error = error;
         if (!d->store)
-                return sf_dlq_send(d, dl, opaque, errstr, errstr_size);
-        /* the store's error column is the syncfleet-error header of a
-         * topic DLQ (whose headers sf_dlq_headers_new redacts) */
-        safe = *dl;
-        error = sf_redact_dup(dl->error);
-        safe.error = error;
-        rc = sf_dlq_store_insert(d->store, &safe, errstr, errstr_size);
+                rc = sf_dlq_send(d, &clean, opaque, errstr, errstr_size);
+        else if (sf_dlq_store_insert(d->store, &clean, errstr, errstr_size))
+                rc = -1;
+        else
+                rc = SF_DLQ_STORED;
         free(error);
-        return rc ? -1 : SF_DLQ_STORED;
+        return rc;
 }
 
 void sf_dlq_close(sf_dlq_t *d)
@@ -139,7 +196,7 @@ char *sf_dlq_record_action(const void *value, size_t value_len)
         if (!value || !value_len || value_len > SF_MAX_RECORD_BYTES ||
             ((const char *)value)[0] != '{')
                 return NULL;
-        v = cJSON_ParseWithLength(value, value_len);
+        v = sf_json_parse(value, value_len);
         kind = cJSON_GetObjectItemCaseSensitive(v, "kind");
         action = cJSON_GetObjectItemCaseSensitive(v, "action");
         if (cJSON_IsString(kind) && cJSON_IsString(action))

@@ -31,9 +31,11 @@
  * the error saying so), so a huge record cannot stall its component: it
  * is stored like any other. The same holds for a key alone over the cap.
  * The error is cut at SF_DLQ_MAX_ERROR bytes and the headers are dropped
- * when their JSON exceeds SF_DLQ_MAX_HEADERS bytes. On a topic, a record
- * the producer refuses as larger than message.max.bytes is sent without
- * its value, the error saying so, for the same reason.
+ * when their JSON exceeds SF_DLQ_MAX_HEADERS bytes. On a topic, for the
+ * same reason, a record is sent without its value, the error saying so
+ * with the value's size and the limit, when it is larger than
+ * SF_MAX_RECORD_BYTES, when the producer refuses it as larger than its
+ * message.max.bytes, and when the broker refused it (without_value).
  */
 #ifndef SF_DLQ_H
 #define SF_DLQ_H
@@ -70,6 +72,10 @@ typedef struct sf_dead_letter {
                                  an outbound record */
         const char *event_id; /* may be NULL: read from the
                                  syncfleet-event-id header */
+        int without_value;    /* 1: the DLQ topic's broker refused the
+                                 record as too large (sf_dlq_too_large on
+                                 its delivery report): send it again
+                                 without its value */
 } sf_dead_letter_t;
 
 typedef struct sf_dlq sf_dlq_t;
@@ -87,6 +93,12 @@ sf_dlq_t *sf_dlq_open(const sf_config_t *cfg, sf_producer_t *producer,
  * stored; try again later). */
 int sf_dlq_put(sf_dlq_t *d, const sf_dead_letter_t *dl, void *opaque,
                char *errstr, size_t errstr_size);
+
+/* 1 when ERR, the delivery report of a record sf_dlq_put sent, says the
+ * broker will never take the record as it is (larger than the topic's
+ * max.message.bytes): the caller puts it again with without_value set,
+ * instead of trying the same record for ever. */
+int sf_dlq_too_large(rd_kafka_resp_err_t err);
 
 /* 1 when D writes the durable store, 0 when it writes the topic. */
 int sf_dlq_is_store(const sf_dlq_t *d);

@@ -210,7 +210,7 @@ static char *sf_store_headers_json(const rd_kafka_headers_t *h, int *dropped)
                 cJSON_AddItemToArray(arr, pair);
                 free(text);
         }
-        json = cJSON_PrintUnformatted(arr);
+        json = sf_json_print(arr, 0);
         cJSON_Delete(arr);
         rd_kafka_headers_destroy(own);
         if (json && strlen(json) > SF_DLQ_MAX_HEADERS) {
@@ -354,7 +354,7 @@ static char *sf_col_blob(sqlite3_stmt *st, int i, size_t *len)
 
 static rd_kafka_headers_t *sf_headers_from_json(const char *json)
 {
-        cJSON *arr = json ? cJSON_Parse(json) : NULL, *pair;
+        cJSON *arr = json ? sf_json_parse(json, strlen(json)) : NULL, *pair;
         rd_kafka_headers_t *h;
 
         if (!cJSON_IsArray(arr)) {

@@ -1,17 +1,9 @@
 /*
- * The record formats of DESIGN.md: canonical JSON, the sync-log change
- * envelope and the outbound record.
+ * The record formats of DESIGN.md: the sync-log change envelope and the
+ * outbound record, written as canonical JSON (json.h) and parsed with exact
+ * 64-bit integers.
  *
  * Choices the header leaves open:
- * - Numbers: an integral value below 1e21 in magnitude is printed as plain
- *   digits (42, 1764150000000, 100000000000000000000), -0 as 0; any other
- *   finite number in the shortest of %.15g/%.16g/%.17g that reads back to
- *   the same double; NaN and infinities as null. cJSON 1.7.15 itself prints
- *   -0 as "-0", 1e15 as "1e+15" and 9007199254740992 as
- *   "9.00719925474099e+15" (which reads back as a different number), so it
- *   is neither canonical nor lossless for large keys.
- * - Strings are escaped exactly as cJSON does: \" \\ \b \f \n \r \t, other
- *   bytes below 0x20 as \u00xx, everything else (UTF-8 included) verbatim.
  * - Sync-log value: "before" and "after" are always present (null when
  *   absent); source.schema and source.lsn are left out when NULL and
  *   source.txid when -1. The parser accepts them absent or null.
@@ -24,17 +16,18 @@
  */
 #include "envelope.h"
 
-#include <math.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sf.h"
+#include "text.h"
 
-/* --- Canonical JSON ----------------------------------------------------- */
+/* --- Writing records -------------------------------------------------- */
 
 /* The output and whether it hit the buffer's cap, so that an oversized
- * value fails as a whole instead of coming out truncated. */
+ * record fails as a whole instead of coming out truncated. */
 typedef struct canon {
         sf_buf_t *b;
         int err;
@@ -56,51 +49,8 @@ static void buf_truncate(sf_buf_t *b, size_t was)
 
 static void canon_string(canon_t *b, const char *s, size_t len)
 {
-        static const char hex[] = "0123456789abcdef";
-        const unsigned char *p = (const unsigned char *)s;
-        const unsigned char *end = p + len;
-        const unsigned char *run = p;
-
-        put(b, "\"", 1);
-        for (; p < end; p++) {
-                char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
-                size_t n = 2;
-
-                if (*p >= 0x20 && *p != '"' && *p != '\\')
-                        continue;
-                switch (*p) {
-                case '"':
-                case '\\':
-                        esc[1] = (char)*p;
-                        break;
-                case '\b':
-                        esc[1] = 'b';
-                        break;
-                case '\f':
-                        esc[1] = 'f';
-                        break;
-                case '\n':
-                        esc[1] = 'n';
-                        break;
-                case '\r':
-                        esc[1] = 'r';
-                        break;
-                case '\t':
-                        esc[1] = 't';
-                        break;
-                default:
-                        memcpy(esc + 1, "u00", 3);
-                        esc[4] = hex[*p >> 4];
-                        esc[5] = hex[*p & 0xf];
-                        n = 6;
-                        break;
-                }
-                put(b, run, (size_t)(p - run));
-                put(b, esc, n);
-                run = p + 1;
-        }
-        put(b, run, (size_t)(p - run));
-        put(b, "\"", 1);
+        if (!b->err && sf_json_string_append(b->b, s, len))
+                b->err = 1;
 }
 
 static void canon_cstring(canon_t *b, const char *s)
@@ -110,205 +60,10 @@ static void canon_cstring(canon_t *b, const char *s)
         canon_string(b, s, strlen(s));
 }
 
-/* The decimal digits of V, written by hand: this runs for several numbers
- * of every record, and printf's floating point path is slow. */
 static void canon_int(canon_t *b, int64_t v)
 {
-        char digits[24], *d = digits + sizeof(digits);
-        uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-
-        do {
-                *--d = (char)('0' + u % 10);
-                u /= 10;
-        } while (u);
-        if (v < 0)
-                *--d = '-';
-        put(b, d, (size_t)(digits + sizeof(digits) - d));
-}
-
-static void canon_number(canon_t *b, double d)
-{
-        char tmp[400];
-
-        if (!isfinite(d)) {
-                put(b, "null", 4);
-                return;
-        }
-        if (d == 0) {
-                put(b, "0", 1);
-                return;
-        }
-        /* integral and within int64: exact, as "%.0f" would print it */
-        if (fabs(d) < 9223372036854775808.0 && d == floor(d)) {
-                canon_int(b, (int64_t)d);
-                return;
-        }
-        if (fabs(d) < 1e21 && d == floor(d)) {
-                snprintf(tmp, sizeof(tmp), "%.0f", d);
-        } else {
-                for (int prec = 15; prec <= 17; prec++) {
-                        snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
-                        if (strtod(tmp, NULL) == d)
-                                break;
-                }
-        }
-        put(b, tmp, strlen(tmp));
-}
-
-/* A member and its position, so that duplicate names keep their order. */
-typedef struct canon_member {
-        const cJSON *item;
-        size_t idx;
-} canon_member_t;
-
-static int canon_member_cmp(const void *a, const void *b)
-{
-        const canon_member_t *x = a, *y = b;
-        int c = strcmp(x->item->string ? x->item->string : "",
-                       y->item->string ? y->item->string : "");
-
-        if (c)
-                return c;
-        return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-static int canon_value(canon_t *b, const cJSON *v, int depth);
-
-static const char *canon_name(const cJSON *c)
-{
-        return c->string ? c->string : "";
-}
-
-static int canon_object(canon_t *b, const cJSON *v, int depth)
-{
-        canon_member_t *m = NULL;
-        size_t n = 0, i;
-        const cJSON *c;
-        int sorted = 1, rc = 0;
-
-        /* Members already in order (names never decreasing) are written as
-         * they are: a stable sort would not move them. */
-        for (c = v->child; c; c = c->next) {
-                n++;
-                if (sorted && c->next &&
-                    strcmp(canon_name(c), canon_name(c->next)) > 0)
-                        sorted = 0;
-        }
-        put(b, "{", 1);
-        if (sorted) {
-                for (c = v->child; c && !rc; c = c->next) {
-                        if (c != v->child)
-                                put(b, ",", 1);
-                        canon_cstring(b, c->string);
-                        put(b, ":", 1);
-                        rc = canon_value(b, c, depth + 1);
-                }
-                put(b, "}", 1);
-                return rc;
-        }
-        m = sf_calloc(n, sizeof(*m));
-        for (c = v->child, i = 0; c; c = c->next, i++) {
-                m[i].item = c;
-                m[i].idx = i;
-        }
-        qsort(m, n, sizeof(*m), canon_member_cmp);
-        for (i = 0; i < n && !rc; i++) {
-                if (i)
-                        put(b, ",", 1);
-                canon_cstring(b, m[i].item->string);
-                put(b, ":", 1);
-                rc = canon_value(b, m[i].item, depth + 1);
-        }
-        put(b, "}", 1);
-        free(m);
-        return rc;
-}
-
-/* Nesting is bounded as cJSON bounds it when parsing, so a hand-built
- * cyclic or absurdly deep tree fails instead of exhausting the stack. */
-static int canon_value(canon_t *b, const cJSON *v, int depth)
-{
-        const cJSON *c;
-        int rc = 0;
-
-        if (depth > CJSON_NESTING_LIMIT)
-                return -1;
-        switch (v->type & 0xff) {
-        case cJSON_NULL:
-                put(b, "null", 4);
-                break;
-        case cJSON_False:
-                put(b, "false", 5);
-                break;
-        case cJSON_True:
-                put(b, "true", 4);
-                break;
-        case cJSON_Number:
-                canon_number(b, v->valuedouble);
-                break;
-        case cJSON_String:
-                canon_cstring(b, v->valuestring);
-                break;
-        case cJSON_Raw:
-                if (!v->valuestring)
-                        return -1;
-                put(b, v->valuestring, strlen(v->valuestring));
-                break;
-        case cJSON_Array:
-                put(b, "[", 1);
-                for (c = v->child; c && !rc; c = c->next) {
-                        if (c != v->child)
-                                put(b, ",", 1);
-                        rc = canon_value(b, c, depth + 1);
-                }
-                put(b, "]", 1);
-                break;
-        case cJSON_Object:
-                rc = canon_object(b, v, depth);
-                break;
-        default:
-                return -1;
-        }
-        return rc;
-}
-
-int sf_json_canonical_append(sf_buf_t *b, const cJSON *v)
-{
-        canon_t c = {b, 0};
-        size_t len = b->len;
-
-        if (!v || canon_value(&c, v, 0) == -1 || c.err) {
-                buf_truncate(b, len);
-                return -1;
-        }
-        return 0;
-}
-
-int sf_json_string_append(sf_buf_t *b, const char *s, size_t len)
-{
-        canon_t c = {b, 0};
-        size_t was = b->len;
-
-        canon_string(&c, s, len);
-        if (c.err) {
-                buf_truncate(b, was);
-                return -1;
-        }
-        return 0;
-}
-
-char *sf_json_canonical(const cJSON *v)
-{
-        sf_buf_t b;
-
-        if (!v)
-                return NULL;
-        sf_buf_init(&b, 0);
-        if (sf_json_canonical_append(&b, v) || b.len == 0) {
-                sf_buf_free(&b);
-                return NULL;
-        }
-        return sf_buf_steal(&b);
+        if (!b->err && sf_json_int_append(b->b, v))
+                b->err = 1;
 }
 
 /* --- Shared helpers ----------------------------------------------------- */
@@ -353,30 +108,12 @@ static char *print_and_delete(cJSON *tree)
         return s;
 }
 
-/* Parses LEN bytes as one JSON value with nothing but whitespace after it.
- * cJSON_ParseWithLengthOpts cannot require the end when the input is not
- * NUL-terminated, hence the copy. */
+/* One JSON value of at most SF_MAX_RECORD_BYTES, integers exact. */
 static cJSON *parse_exact(const void *p, size_t len)
 {
-        const char *end = NULL;
-        cJSON *v;
-        char *copy;
-
         if (!p || !len || len > SF_MAX_RECORD_BYTES)
                 return NULL;
-        copy = sf_strndup(p, len);
-        v = cJSON_ParseWithOpts(copy, &end, 0);
-        if (v) {
-                while (end && (*end == ' ' || *end == '\t' || *end == '\n' ||
-                               *end == '\r'))
-                        end++;
-                if (!end || end != copy + len) {
-                        cJSON_Delete(v);
-                        v = NULL;
-                }
-        }
-        free(copy);
-        return v;
+        return sf_json_parse(p, len);
 }
 
 /* A record value: one JSON object of at most SF_MAX_RECORD_BYTES. NULL
@@ -385,10 +122,20 @@ static cJSON *parse_value_object(const void *value, size_t value_len,
                                  char *errstr, size_t errstr_size)
 {
         cJSON *v;
+        long nul;
 
         if (value_len > SF_MAX_RECORD_BYTES) {
                 sf_seterr(errstr, errstr_size, "value is larger than %u bytes",
                           SF_MAX_RECORD_BYTES);
+                return NULL;
+        }
+        nul = value ? sf_text_json_nul(value, value_len) : -1;
+        if (nul >= 0) {
+                sf_seterr(errstr, errstr_size,
+                          "value has a NUL character at byte %ld: syncfleet "
+                          "does not carry text with NUL (\\u0000), which "
+                          "would be cut there",
+                          nul);
                 return NULL;
         }
         v = parse_exact(value, value_len);
@@ -412,7 +159,6 @@ static int get_int64(const cJSON *obj, const char *name, const char *path,
                      size_t errstr_size)
 {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-        double d;
 
         if (!v || cJSON_IsNull(v)) {
                 if (optional) {
@@ -422,13 +168,10 @@ static int get_int64(const cJSON *obj, const char *name, const char *path,
                 sf_seterr(errstr, errstr_size, "%s is missing", path);
                 return -1;
         }
-        d = v->valuedouble;
-        if (!cJSON_IsNumber(v) || !isfinite(d) || d != floor(d) ||
-            d < -9223372036854775808.0 || d >= 9223372036854775808.0) {
+        if (sf_json_get_int64(v, out)) {
                 sf_seterr(errstr, errstr_size, "%s is not an integer", path);
                 return -1;
         }
-        *out = (int64_t)d;
         return 0;
 }
 
@@ -668,6 +411,7 @@ static int change_parse_lsn(const cJSON *src, sf_change_t *c, char *errstr,
                             size_t errstr_size)
 {
         const cJSON *l = cJSON_GetObjectItemCaseSensitive(src, "lsn");
+        uint64_t n;
 
         if (!l || cJSON_IsNull(l))
                 return 0;
@@ -675,10 +419,8 @@ static int change_parse_lsn(const cJSON *src, sf_change_t *c, char *errstr,
                 c->lsn = sf_strdup(l->valuestring);
                 return 0;
         }
-        if (cJSON_IsNumber(l) && isfinite(l->valuedouble) &&
-            l->valuedouble == floor(l->valuedouble) && l->valuedouble >= 0 &&
-            l->valuedouble < 18446744073709551616.0) {
-                c->lsn = sf_asprintf("%.0f", l->valuedouble);
+        if (!sf_json_get_uint64(l, &n)) {
+                c->lsn = sf_asprintf("%" PRIu64, n);
                 return 0;
         }
         sf_seterr(errstr, errstr_size, "source.lsn is not a string");
@@ -831,8 +573,10 @@ char *sf_outbound_value_json(const sf_outbound_t *o)
         add_ref(v, "record", o->record);
         add_ref(v, "before", o->before);
         add_str(v, "event_id", o->event_id);
-        cJSON_AddNumberToObject(v, "source_ts_ms", (double)o->source_ts_ms);
-        cJSON_AddNumberToObject(v, "routed_ts_ms", (double)o->routed_ts_ms);
+        cJSON_AddItemToObject(v, "source_ts_ms",
+                              sf_json_int64(o->source_ts_ms));
+        cJSON_AddItemToObject(v, "routed_ts_ms",
+                              sf_json_int64(o->routed_ts_ms));
         return print_and_delete(v);
 }
 

@@ -1,6 +1,7 @@
 /*
  * The record formats of DESIGN.md ("Topics and records"): the sync-log
- * change envelope and the outbound record, and canonical JSON for keys.
+ * change envelope and the outbound record. Their JSON (canonical printing,
+ * exact integers) is json.h's.
  */
 #ifndef SF_ENVELOPE_H
 #define SF_ENVELOPE_H
@@ -10,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "json.h"
 #include "sf.h"
 
 /* Header names. */
@@ -22,18 +24,6 @@
 
 /* Largest record syncfleet accepts from a topic (key + value). */
 #define SF_MAX_RECORD_BYTES (8u * 1024 * 1024)
-
-/* Canonical JSON: object keys sorted (byte order, recursively), no
- * whitespace, strings escaped as cJSON escapes them; integral numbers below
- * 1e21 as plain digits (-0 as 0), other numbers in the shortest %g form
- * that reads back exactly. Equal values give equal bytes, so equal keys
- * hash to the same partition. Returns a malloc'd string (NULL for NULL). */
-char *sf_json_canonical(const cJSON *v);
-/* The same appended to B; on failure (a cap hit, a cyclic tree) B is left
- * as it was and -1 is returned. */
-int sf_json_canonical_append(sf_buf_t *b, const cJSON *v);
-/* S[0..LEN-1] as a canonical JSON string, appended to B (0 or -1). */
-int sf_json_string_append(sf_buf_t *b, const char *s, size_t len);
 
 /* Operation codes of the sync-log (Debezium's). */
 typedef enum sf_op {

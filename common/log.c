@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "redact.h"
+#include "text.h"
 
 static int sf_log_level = -1;
 
@@ -49,7 +50,7 @@ void sf_log(sf_log_level_t level, const char *component, const char *fmt, ...)
         struct timespec ts;
         struct tm tm;
         char when[32];
-        char msg[2048];
+        char msg[2048], clean[4 * sizeof(msg)];
         va_list ap, ap2;
         int n;
 
@@ -77,9 +78,11 @@ void sf_log(sf_log_level_t level, const char *component, const char *fmt, ...)
         va_end(ap2);
         va_end(ap);
         sf_redact_inplace(msg);
+        /* one line of valid UTF-8, whatever a record or an answer held */
+        sf_text_clean(msg, strlen(msg), SF_TEXT_CONTROLS, clean, sizeof(clean));
         flockfile(stderr);
         fprintf(stderr, "%s.%03ldZ %-5s %s: %s\n", when,
                 (long)(ts.tv_nsec / 1000000), sf_level_names[level],
-                component ? component : "syncfleet", msg);
+                component ? component : "syncfleet", clean);
         funlockfile(stderr);
 }

@@ -3,6 +3,8 @@
  */
 #include "sql.h"
 
+#include "json.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -43,12 +45,17 @@ void sf_sql_table(sf_buf_t *b, const char *name)
 
 void sf_sqlite_bind_json(sqlite3_stmt *st, int idx, const cJSON *v)
 {
+        int64_t i;
+
         if (cJSON_IsString(v)) {
                 sqlite3_bind_text(st, idx, v->valuestring, -1,
                                   SQLITE_TRANSIENT);
-        } else if (cJSON_IsNumber(v) &&
-                   v->valuedouble == (double)(int64_t)v->valuedouble) {
-                sqlite3_bind_int64(st, idx, (int64_t)v->valuedouble);
+        } else if (cJSON_IsNumber(v) && !sf_json_get_int64(v, &i)) {
+                sqlite3_bind_int64(st, idx, i);
+        } else if (sf_json_exact(v)) {
+                /* beyond int64: its digits, which a TEXT column keeps */
+                sqlite3_bind_text(st, idx, sf_json_exact(v), -1,
+                                  SQLITE_TRANSIENT);
         } else if (cJSON_IsNumber(v)) {
                 sqlite3_bind_double(st, idx, v->valuedouble);
         } else if (cJSON_IsBool(v)) {
@@ -56,7 +63,7 @@ void sf_sqlite_bind_json(sqlite3_stmt *st, int idx, const cJSON *v)
         } else if (!v || cJSON_IsNull(v)) {
                 sqlite3_bind_null(st, idx);
         } else {
-                char *json = cJSON_PrintUnformatted(v);
+                char *json = sf_json_print(v, 0);
 
                 sqlite3_bind_text(st, idx, json, -1, SQLITE_TRANSIENT);
                 free(json);

@@ -236,7 +236,11 @@ static int sf_tparse_args(sf_tparser_t *ps, size_t open, const char *fname,
                                     "bad number '%.*s' in the arguments of "
                                     "filter '%s'",
                                     (int)(i - start), ps->src + start, fname);
-                        cJSON_AddItemToArray(args, cJSON_CreateNumber(d));
+                        cJSON *num =
+                            sf_json_integer_text(ps->src + start, i - start);
+
+                        cJSON_AddItemToArray(args,
+                                             num ? num : cJSON_CreateNumber(d));
                 } else {
                         return sf_tparse_fail(
                             ps, i,

@@ -21,6 +21,8 @@
  *     the braces only) renders to the JSON value it references, keeping its
  *     type; any other template renders to a string.
  *
+ * Values keep integers exact to 64 bits (json.h), in text as in JSON.
+ *
  * Filters: lower/upper/trim work on strings; number turns a numeric string
  * or bool into a number (error otherwise); string renders any value as text
  * (objects as compact JSON); bool accepts true/false/1/0/yes/no/on/off;
@@ -79,7 +81,9 @@ cJSON *sf_template_render(const sf_template_t *t, const sf_scope_t *scope,
                           char *errstr, size_t errstr_size);
 
 /* Flags for sf_template_render_str. */
-#define SF_RENDER_URLENCODE 0x1 /* percent-encode each referenced value */
+/* percent-encode each referenced value; a value "." or ".." (or such a
+ * piece between slashes) has its dots encoded too */
+#define SF_RENDER_URLENCODE 0x1
 
 /* Renders T to text: strings as they are, numbers and booleans as JSON,
  * null as empty, objects/arrays as compact JSON. Returns a malloc'd string

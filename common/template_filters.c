@@ -9,7 +9,8 @@
  *     when the system has that locale, ASCII letters only otherwise; bytes
  *     that are not UTF-8 are kept. trim strips ASCII whitespace.
  *   - number accepts surrounding whitespace, a sign, a fraction and an
- *     exponent, never hex, inf or nan.
+ *     exponent, never hex, inf or nan; an integer without fraction or
+ *     exponent is exact to 64 bits ("12345678901234567890" stays that).
  *   - bool also takes the numbers 0 and 1; its words ignore case.
  *   - json leaves a value that is not a string as it is, and refuses text
  *     nested deeper than SF_TEMPLATE_DEPTH_MAX.
@@ -161,23 +162,22 @@ int sf_template_parse_number(const char *s, size_t n, double *out)
         return 0;
 }
 
-/* Integral values print without a fraction; others with the fewest digits
- * that read back as the same double. */
-static void sf_number_text(double d, char *buf, size_t size)
+/* 1 when the '.' at S[I] is part of a piece of S that is "." or "..",
+ * between S's start or end, '/' and '\\' (which are encoded): a dot
+ * segment once the value stands alone in a path, which libcurl and the
+ * target would resolve instead of sending it as data. */
+static int sf_dot_piece(const char *s, size_t n, size_t i)
 {
-        int prec;
+        size_t a = i, z = i;
 
-        if (!isfinite(d)) {
-                snprintf(buf, size, "null");
-        } else if (d == floor(d) && fabs(d) < 1e17) {
-                snprintf(buf, size, "%.0f", d == 0 ? 0.0 : d);
-        } else {
-                for (prec = 15; prec <= 17; prec++) {
-                        snprintf(buf, size, "%.*g", prec, d);
-                        if (strtod(buf, NULL) == d)
-                                break;
-                }
-        }
+        while (a > 0 && s[a - 1] == '.')
+                a--;
+        while (z < n && s[z] == '.')
+                z++;
+        if (z - a > 2)
+                return 0;
+        return (a == 0 || s[a - 1] == '/' || s[a - 1] == '\\') &&
+               (z == n || s[z] == '/' || s[z] == '\\');
 }
 
 int sf_template_append_urlencoded(sf_buf_t *b, const char *s, size_t n)
@@ -189,8 +189,8 @@ int sf_template_append_urlencoded(sf_buf_t *b, const char *s, size_t n)
         for (i = 0; i < n; i++) {
                 unsigned char c = (unsigned char)s[i];
 
-                if (isalnum(c) || c == '-' || c == '.' || c == '_' ||
-                    c == '~') {
+                if (isalnum(c) || c == '-' || c == '_' || c == '~' ||
+                    (c == '.' && !sf_dot_piece(s, n, i))) {
                         run++;
                         continue;
                 }
@@ -216,19 +216,18 @@ int sf_template_append_value(sf_buf_t *b, const cJSON *v, int urlencode)
         if (cJSON_IsString(v)) {
                 s = v->valuestring;
         } else if (cJSON_IsNumber(v)) {
-                sf_number_text(v->valuedouble, num, sizeof(num));
-                s = num;
+                s = sf_json_number_text(v, num, sizeof(num));
         } else if (cJSON_IsBool(v)) {
                 s = cJSON_IsTrue(v) ? "true" : "false";
         } else if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
-                json = cJSON_PrintUnformatted(v);
+                json = sf_json_print(v, 0);
                 if (!json)
                         return -1;
                 s = json;
         }
         rc = urlencode ? sf_template_append_urlencoded(b, s, strlen(s))
                        : sf_buf_append(b, s, strlen(s));
-        cJSON_free(json);
+        free(json);
         return rc;
 }
 
@@ -252,8 +251,8 @@ void sf_template_describe(const cJSON *v, char *buf, size_t size)
                         if ((unsigned char)buf[n] < 0x20)
                                 buf[n] = '?';
         } else if (cJSON_IsNumber(v)) {
-                sf_number_text(v->valuedouble, num, sizeof(num));
-                snprintf(buf, size, "the number %s", num);
+                snprintf(buf, size, "the number %s",
+                         sf_json_number_text(v, num, sizeof(num)));
         } else if (cJSON_IsBool(v)) {
                 snprintf(buf, size, "the boolean %s",
                          cJSON_IsTrue(v) ? "true" : "false");
@@ -519,6 +518,21 @@ static int sf_parse_iso(const char *s, int64_t *epoch)
         return 0;
 }
 
+/* An integer literal between spaces ("  -42 ") as an exact number node;
+ * NULL for any other text (fractions and exponents are doubles). */
+static cJSON *sf_integer_of_text(const char *s)
+{
+        size_t n = strlen(s);
+
+        while (n && isspace((unsigned char)s[n - 1]))
+                n--;
+        while (n && isspace((unsigned char)*s)) {
+                s++;
+                n--;
+        }
+        return sf_json_integer_text(s, n);
+}
+
 /* Writes "filter 'NAME' VERB <value> TAIL" and fails; the value is only
  * described here, so successful renders never pay for it. */
 static int sf_tfail(char *errstr, size_t errstr_size, const char *name,
@@ -617,7 +631,9 @@ int sf_tfilter_apply(const sf_tfilter_t *f, const cJSON *in, cJSON **out,
                                              strlen(in->valuestring), &d))
                         return sf_tfail(errstr, errstr_size, name,
                                         "cannot convert", in, " to a number");
-                *out = cJSON_CreateNumber(d);
+                *out = sf_integer_of_text(in->valuestring);
+                if (!*out)
+                        *out = cJSON_CreateNumber(d);
                 return 0;
         case SF_TF_STRING:
                 if (cJSON_IsString(in))
@@ -649,7 +665,7 @@ int sf_tfilter_apply(const sf_tfilter_t *f, const cJSON *in, cJSON **out,
         case SF_TF_JSON:
                 if (!cJSON_IsString(in))
                         return 0;
-                *out = cJSON_ParseWithOpts(in->valuestring, NULL, 1);
+                *out = sf_json_parse(in->valuestring, strlen(in->valuestring));
                 if (!*out)
                         return sf_tfail(errstr, errstr_size, name,
                                         "cannot parse", in, " as JSON");

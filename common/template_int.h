@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "json.h"
 #include "sf.h"
 #include "template.h"
 
@@ -65,7 +66,9 @@ int sf_template_parse_number(const char *s, size_t n, double *out);
  * is percent-encoded. 0, or -1 when B's cap is reached. */
 int sf_template_append_value(sf_buf_t *b, const cJSON *v, int urlencode);
 
-/* Appends N bytes of S percent-encoded (RFC 3986 unreserved bytes kept). */
+/* Appends N bytes of S percent-encoded (RFC 3986 unreserved bytes kept,
+ * except the dots of a "." or ".." piece of S, which become %2E: a value
+ * in a path is data, never a dot segment that moves the request). */
 int sf_template_append_urlencoded(sf_buf_t *b, const char *s, size_t n);
 
 /* Writes a short description of V for error messages: "abc" quoted and

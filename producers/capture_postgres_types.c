@@ -60,20 +60,16 @@ static int pg_integer_kind(const char *text, size_t len)
         return PG_INT_DIGITS;
 }
 
-/* An integer as raw JSON digits: exact at any magnitude (a double is not
- * beyond 2^53), and written out by the canonical printer as it came, which
- * is the canonical form of an integer. Anything that is not plain digits
- * stays text. */
+/* An integer as a number, exact to 64 bits (json.h): printed as the
+ * digits it came as, which is the canonical form of an integer. Anything
+ * that is not plain digits stays text. */
 static cJSON *pg_integer(const char *text, size_t len)
 {
-        switch (pg_integer_kind(text, len)) {
-        case PG_INT_ZERO:
-                return cJSON_CreateRaw("0");
-        case PG_INT_DIGITS:
-                return pg_node(cJSON_Raw, text, len);
-        default:
-                return pg_string(text, len);
-        }
+        cJSON *v = NULL;
+
+        if (pg_integer_kind(text, len) != PG_INT_TEXT)
+                v = sf_json_integer_text(text, len);
+        return v ? v : pg_string(text, len);
 }
 
 /* float4/float8: NaN and the infinities have no JSON number. */
@@ -97,7 +93,7 @@ static cJSON *pg_float(const char *text, size_t len)
 
 static cJSON *pg_json(const char *text, size_t len)
 {
-        cJSON *v = cJSON_ParseWithLength(text, len);
+        cJSON *v = sf_json_parse(text, len);
 
         return v ? v : pg_string(text, len);
 }

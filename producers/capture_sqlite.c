@@ -495,7 +495,7 @@ static cJSON *sq_column_json(sqlite3_stmt *st, int i, int *bad)
 
         if (!text)
                 return NULL;
-        v = cJSON_Parse(text);
+        v = sf_json_parse(text, (size_t)sqlite3_column_bytes(st, i));
         if (!cJSON_IsObject(v)) {
                 cJSON_Delete(v);
                 *bad = 1;

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "capture_postgres.h"
+#include "json.h"
 #include "log.h"
 #include "sql.h"
 
@@ -307,6 +308,7 @@ static sf_status_t db_pg_write(sf_conn_t *c, const sf_target_cfg_t *t,
         char **owned = sf_calloc((size_t)s->nparams + 1, sizeof(*owned));
         sf_status_t st = SF_OK;
         PGresult *res;
+        char num[64];
 
         if (db_pg_connect(c, errstr, errstr_size)) {
                 st = SF_RETRY;
@@ -321,15 +323,11 @@ static sf_status_t db_pg_write(sf_conn_t *c, const sf_target_cfg_t *t,
                         values[i] = v->valuestring;
                 else if (cJSON_IsBool(v))
                         values[i] = cJSON_IsTrue(v) ? "true" : "false";
-                else if (cJSON_IsNumber(v) &&
-                         v->valuedouble == (double)(int64_t)v->valuedouble)
-                        values[i] = owned[i] =
-                            sf_asprintf("%lld", (long long)v->valuedouble);
                 else if (cJSON_IsNumber(v))
                         values[i] = owned[i] =
-                            sf_asprintf("%.17g", v->valuedouble);
+                            sf_strdup(sf_json_number_text(v, num, sizeof(num)));
                 else
-                        values[i] = owned[i] = cJSON_PrintUnformatted(v);
+                        values[i] = owned[i] = sf_json_print(v, 0);
         }
         /* untyped parameters: PostgreSQL takes each column's type */
         res = PQexecParams(c->pg, s->sql.data, s->nparams, NULL, values, NULL,

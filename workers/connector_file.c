@@ -8,11 +8,18 @@
  * because the worker stores its Kafka offset right after.
  *
  * Writing is synchronous inside send(); the outcome waits in a FIFO and is
- * reported by the next poll(), as connector.h requires. jsonl lines are
- * appended with a single write() on an O_APPEND descriptor, so worker
- * threads sharing a file do not interleave lines. A write that fails half
- * way (ENOSPC) can leave a partial last line, which the retry follows with
- * a complete one: readers should skip a line that does not parse.
+ * reported by the next poll(), as connector.h requires. A jsonl line is
+ * appended under an exclusive flock(), so the worker threads and processes
+ * sharing a file do not interleave lines, and a write that fails half way
+ * (ENOSPC, EFBIG) is cut off again (ftruncate to the length before it): the
+ * file only ever holds whole lines, each of which parses. A last line cut
+ * by a crash is cut off by the next append, before it writes.
+ *
+ * Only files of its own: a symbolic link (or anything but a regular file)
+ * where a file of the connector should be is refused, not followed
+ * (O_NOFOLLOW), and a json file name longer than the folder's file system
+ * takes is shortened, with a hash of the whole name kept in it, so that it
+ * stays unique.
  */
 #include "connector.h"
 
@@ -22,9 +29,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <inttypes.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "log.h"
 
 #define SF_FILE_LOG "file"
@@ -33,6 +43,7 @@ struct sf_conn {
         const sf_connector_cfg_t *cfg;
         char *name;
         char *dir;
+        size_t name_max; /* longest json file name (temporary's prefix off) */
         sf_doneq_t done; /* outcomes waiting for poll() */
 };
 
@@ -120,6 +131,40 @@ static int file_open(sf_conn_t *c, const char *path, int flags)
         return fd;
 }
 
+/* A failure that no retry can mend: the record's document is at fault, or
+ * the folder holds what the connector must not write through. */
+static sf_status_t file_errno_status(int e)
+{
+        return e == ENAMETOOLONG ? SF_FATAL : SF_RETRY;
+}
+
+/* The length of FD's file once a last line cut by an earlier failure (no
+ * '\n' at the end) is left out: the end of its last whole line. SIZE is
+ * the file's length. -1 with errno. */
+static off_t file_whole_lines(int fd, off_t size)
+{
+        char buf[4096];
+        off_t end = size;
+
+        while (end > 0) {
+                size_t n = end < (off_t)sizeof(buf) ? (size_t)end : sizeof(buf);
+                ssize_t got = pread(fd, buf, n, end - (off_t)n);
+
+                if (got < 0 && errno == EINTR)
+                        continue;
+                if (got != (ssize_t)n) {
+                        if (got >= 0)
+                                errno = EIO;
+                        return -1;
+                }
+                for (size_t i = n; i > 0; i--)
+                        if (buf[i - 1] == '\n')
+                                return end - (off_t)n + (off_t)i;
+                end -= (off_t)n;
+        }
+        return 0;
+}
+
 static sf_status_t file_append_line(sf_conn_t *c, const char *action,
                                     const char *doc, char *err, size_t errsz)
 {
@@ -129,33 +174,78 @@ static sf_status_t file_append_line(sf_conn_t *c, const char *action,
         const char *step = "open";
         sf_status_t st = SF_RETRY;
         struct stat sb;
-        int created = 0;
+        int created = 0, e = 0;
+        off_t whole;
         int fd;
 
         /* a fresh file also needs its directory entry made durable */
-        created = stat(path, &sb) != 0;
-        fd = file_open(c, path, O_WRONLY | O_APPEND | O_CREAT);
-        if (fd < 0)
-                goto out;
-        step = "write";
-        if (file_write_all(fd, line, strlen(line)))
-                goto out;
-        step = "fsync";
-        if (fsync(fd))
-                goto out;
-        step = "close";
-        if (close(fd)) {
-                fd = -1;
+        created = lstat(path, &sb) != 0;
+        /* O_NONBLOCK: a FIFO put there does not hang the worker */
+        fd = file_open(c, path,
+                       O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0 && errno == ELOOP) {
+                sf_seterr(err, errsz,
+                          "%s is a symbolic link: refused, the file connector "
+                          "writes only files of its own in %s",
+                          path, c->dir);
                 goto out;
         }
+        if (fd < 0)
+                goto fail;
+        step = "stat";
+        if (fstat(fd, &sb))
+                goto fail;
+        if (!S_ISREG(sb.st_mode)) {
+                sf_seterr(err, errsz,
+                          "%s is not a regular file: refused, the file "
+                          "connector writes only files of its own in %s",
+                          path, c->dir);
+                goto out;
+        }
+        step = "lock";
+        while (flock(fd, LOCK_EX) && errno == EINTR)
+                ;
+        step = "stat";
+        if (fstat(fd, &sb))
+                goto fail;
+        step = "read the end of";
+        whole = sb.st_size > 0 ? file_whole_lines(fd, sb.st_size) : 0;
+        if (whole < 0)
+                goto fail;
+        step = "cut the partial last line of";
+        if (whole < sb.st_size && ftruncate(fd, whole))
+                goto fail;
+        step = "write";
+        if (file_write_all(fd, line, strlen(line))) {
+                /* no part of this line stays behind */
+                e = errno;
+                if (ftruncate(fd, whole))
+                        sf_warn(SF_FILE_LOG,
+                                "connector %s: cutting %s back to %lld "
+                                "bytes: %s",
+                                c->name, path, (long long)whole,
+                                strerror(errno));
+                errno = e;
+                goto fail;
+        }
+        step = "fsync";
+        if (fsync(fd))
+                goto fail;
+        step = "close";
+        e = close(fd);
         fd = -1;
+        if (e)
+                goto fail;
         step = "fsync directory of";
         if (created && file_sync_dir(c->dir))
-                goto out;
+                goto fail;
         st = SF_OK;
+        goto out;
+fail:
+        e = errno;
+        st = file_errno_status(e);
+        sf_seterr(err, errsz, "%s %s: %s", step, path, strerror(e));
 out:
-        if (st != SF_OK)
-                sf_seterr(err, errsz, "%s %s: %s", step, path, strerror(errno));
         if (fd >= 0)
                 close(fd);
         free(line);
@@ -164,12 +254,29 @@ out:
         return st;
 }
 
+/* NAME, or when it is longer than the folder's file system takes, its
+ * first bytes, '-', a 64-bit FNV-1a hash of the whole name in hex and
+ * ".json": still one name per record, and one that can be written. The
+ * caller frees the result. */
+static char *file_bounded_name(const sf_conn_t *c, const char *name)
+{
+        size_t len = strlen(name), keep;
+        uint64_t h = 0xcbf29ce484222325ULL;
+
+        if (len <= c->name_max)
+                return sf_strdup(name);
+        for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+                h = (h ^ *p) * 0x100000001b3ULL;
+        keep = c->name_max - 22; /* '-', 16 hex digits, ".json" */
+        return sf_asprintf("%.*s-%016" PRIx64 ".json", (int)keep, name, h);
+}
+
 /* NAME is a plain file name: not empty, no '/', not hidden (which also
  * keeps "." and ".." and our temporary files out). */
-static int file_name_ok(const char *name)
+static int file_name_ok(const sf_conn_t *c, const char *name)
 {
         return name && *name && name[0] != '.' && !strchr(name, '/') &&
-               strlen(name) <= NAME_MAX - 16;
+               strlen(name) <= c->name_max;
 }
 
 static sf_status_t file_write_doc(sf_conn_t *c, const char *name,
@@ -213,9 +320,11 @@ static sf_status_t file_write_doc(sf_conn_t *c, const char *name,
                 goto out;
         st = SF_OK;
 out:
-        if (st != SF_OK)
+        if (st != SF_OK) {
+                st = file_errno_status(errno);
                 sf_seterr(err, errsz, "%s %s: %s", step, failed,
                           strerror(errno));
+        }
         if (fd >= 0)
                 close(fd);
         if (tmp_made)
@@ -248,11 +357,20 @@ static sf_conn_t *file_open_conn(const sf_connector_cfg_t *cfg,
         len = strlen(c->dir);
         while (len > 1 && c->dir[len - 1] == '/')
                 c->dir[--len] = '\0';
+        c->name_max = NAME_MAX - 16;
         /* Not fatal: the directory may appear later (a mount); every write
          * tries again and reports SF_RETRY meanwhile. */
-        if (file_mkdirs(c->dir))
+        if (file_mkdirs(c->dir)) {
                 sf_warn(SF_FILE_LOG, "connector %s: mkdir %s: %s", name, c->dir,
                         strerror(errno));
+        } else {
+                /* the file system's own limit, less the temporary's
+                 * ".NAME.XXXXXX" */
+                long m = pathconf(c->dir, _PC_NAME_MAX);
+
+                if (m > 64 && (size_t)m - 16 < c->name_max)
+                        c->name_max = (size_t)m - 16;
+        }
         return c;
 }
 
@@ -262,7 +380,7 @@ static int file_send(sf_conn_t *c, const sf_request_t *req,
 {
         char err[sizeof(((sf_result_t *)0)->error)] = "";
         sf_status_t st;
-        char *doc = NULL;
+        char *doc = NULL, *name = NULL;
 
         (void)errstr;
         (void)errstr_size;
@@ -272,7 +390,7 @@ static int file_send(sf_conn_t *c, const sf_request_t *req,
                          c->name);
                 goto out;
         }
-        doc = cJSON_PrintUnformatted(req->body);
+        doc = sf_json_print(req->body, 0);
         if (!doc) {
                 st = SF_FATAL;
                 snprintf(err, sizeof(err),
@@ -282,7 +400,8 @@ static int file_send(sf_conn_t *c, const sf_request_t *req,
                 goto out;
         }
         if (c->cfg->format == SF_FILE_JSON) {
-                if (!file_name_ok(req->path)) {
+                name = req->path ? file_bounded_name(c, req->path) : NULL;
+                if (!file_name_ok(c, name)) {
                         st = SF_FATAL;
                         snprintf(err, sizeof(err),
                                  "connector %s: \"%s\" is not a plain file "
@@ -290,7 +409,7 @@ static int file_send(sf_conn_t *c, const sf_request_t *req,
                                  c->name, req->path ? req->path : "");
                         goto out;
                 }
-                st = file_write_doc(c, req->path, doc, err, sizeof(err));
+                st = file_write_doc(c, name, doc, err, sizeof(err));
         } else {
                 st = file_append_line(c, req->action, doc, err, sizeof(err));
         }
@@ -298,7 +417,8 @@ static int file_send(sf_conn_t *c, const sf_request_t *req,
                 sf_warn(SF_FILE_LOG, "connector %s: %s", c->name, err);
 out:
         sf_doneq_push(&c->done, done, opaque, st, err);
-        cJSON_free(doc);
+        free(doc);
+        free(name);
         return 0;
 }
 

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "text.h"
 
 #define SF_HTTP_LOG               "http"
 #define SF_HTTP_DEFAULT_TIMEOUT   5000
@@ -26,12 +27,19 @@
 
 static pthread_once_t sf_http_once = PTHREAD_ONCE_INIT;
 static CURLcode sf_http_global_rc;
+/* libcurl before 8.1.0 keeps a pointer to the last header of a handle's
+ * previous transfer across curl_easy_reset (curl issue 11101): an answer
+ * whose first header line is a folded continuation then reads and frees
+ * freed memory. Handles are pooled only where that is fixed. */
+static int sf_http_pool_ok;
 
 /* curl_global_init is not safe to race with other threads: run it once per
  * process, before the first handle. */
 static void http_global_init(void)
 {
         sf_http_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+        sf_http_pool_ok =
+            curl_version_info(CURLVERSION_NOW)->version_num >= 0x080100;
 }
 
 CURL *sf_http_easy_get(sf_conn_t *c)
@@ -47,7 +55,7 @@ void sf_http_easy_put(sf_conn_t *c, CURL *easy)
 {
         if (!easy)
                 return;
-        if (c->pool_cnt < c->pool_cap) {
+        if (c->pool_cnt < c->pool_cap && sf_http_pool_ok) {
                 curl_easy_reset(easy);
                 c->pool[c->pool_cnt++] = easy;
         } else {
@@ -98,8 +106,8 @@ size_t sf_http_write_buf(char *ptr, size_t size, size_t nmemb, void *userp)
         return size * nmemb;
 }
 
-/* Like sf_http_write_buf, and remembers that the cap was hit, which makes
- * the request FATAL rather than a transport error. */
+/* Like sf_http_write_buf, and remembers that the cap was hit, so that the
+ * answer's status decides rather than the transfer error. */
 static size_t http_write_resp(char *ptr, size_t size, size_t nmemb, void *userp)
 {
         sf_http_req_t *r = userp;
@@ -269,13 +277,12 @@ static CURLcode http_headers(sf_conn_t *c, const sf_http_req_t *r,
 }
 
 /* What a libcurl failure means for the record: a URL libcurl cannot use
- * never works; everything else (timeouts, refused, reset, DNS, TLS) may
- * work next time. */
+ * never works; everything else (timeouts, refused, reset, DNS, TLS, an
+ * answer that is not HTTP) may work next time. */
 static sf_status_t http_curl_status(CURLcode rc)
 {
         switch (rc) {
         case CURLE_URL_MALFORMAT:
-        case CURLE_UNSUPPORTED_PROTOCOL:
                 return SF_FATAL;
         default:
                 return SF_RETRY;
@@ -311,6 +318,14 @@ static void http_curl_failed(sf_conn_t *c, sf_http_req_t *r, CURLcode rc)
                 sf_http_complete(c, r, http_curl_status(rc), "%s %s: %s (%s)",
                                  r->method, r->url, curl_easy_strerror(rc),
                                  r->errbuf);
+        /* base_url is http or https (the configuration says so), and
+         * libcurl takes no other protocol: this is an answer that does not
+         * start with an HTTP status line */
+        else if (rc == CURLE_UNSUPPORTED_PROTOCOL)
+                sf_http_complete(c, r, SF_RETRY,
+                                 "%s %s: the answer is not HTTP (no valid "
+                                 "status line)",
+                                 r->method, r->url);
         else
                 sf_http_complete(c, r, http_curl_status(rc), "%s %s: %s",
                                  r->method, r->url, curl_easy_strerror(rc));
@@ -333,6 +348,11 @@ static void http_start(sf_conn_t *c, sf_http_req_t *r)
         rc = sf_http_easy_common(c, easy, r->errbuf);
         if (!rc)
                 rc = curl_easy_setopt(easy, CURLOPT_URL, r->url);
+        /* the path goes out as rendered, which sf_render checked stays
+         * under base_url: libcurl resolving its dot segments would send
+         * another one */
+        if (!rc)
+                rc = curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L);
         if (!rc)
                 rc = http_set_method(easy, r);
         if (!rc)
@@ -459,9 +479,15 @@ static void http_finish(sf_conn_t *c, sf_http_req_t *r, CURLcode result)
                 if (code == 429 || code == 503)
                         r->res.retry_after_ms = sf_http_retry_after(r->easy);
         }
-        if (!r->too_large && r->resp.len > 0) {
-                r->res.response =
-                    cJSON_ParseWithLength(r->resp.data, r->resp.len);
+        if (!r->too_large && r->resp.len > 0 &&
+            sf_text_json_nul(r->resp.data, r->resp.len) >= 0) {
+                /* its text would be cut at the NUL, unseen */
+                sf_warn(SF_HTTP_LOG,
+                        "connector %s: %s %s: HTTP %ld, the answer holds a "
+                        "NUL character: not read, @response is null",
+                        c->name, r->method, r->url, code);
+        } else if (!r->too_large && r->resp.len > 0) {
+                r->res.response = sf_json_parse(r->resp.data, r->resp.len);
                 if (!r->res.response)
                         r->res.response = cJSON_CreateString(r->resp.data);
         }
@@ -472,13 +498,23 @@ static void http_finish(sf_conn_t *c, sf_http_req_t *r, CURLcode result)
         r->headers = NULL;
 
         if (r->too_large) {
+                /* The status is what the target did; only the body is not
+                 * read (@response is null): a 2xx is done, a 5xx retried. */
                 sf_warn(SF_HTTP_LOG,
-                        "connector %s: %s %s: answer over %u bytes, not read",
-                        c->name, r->method, r->url, SF_HTTP_MAX_RESPONSE);
-                sf_http_complete(c, r, SF_FATAL,
-                                 "HTTP %ld from %s %s: response too large "
-                                 "(more than %u bytes)",
-                                 code, r->method, r->url, SF_HTTP_MAX_RESPONSE);
+                        "connector %s: %s %s: HTTP %ld, answer over %u bytes, "
+                        "not read",
+                        c->name, r->method, r->url, code, SF_HTTP_MAX_RESPONSE);
+                st = sf_http_auth_answer(c, r, code);
+                if (st == SF_OK)
+                        st = code > 0 ? http_answer_status(code) : SF_RETRY;
+                if (st == SF_OK)
+                        sf_http_complete(c, r, SF_OK, "%s", "");
+                else
+                        sf_http_complete(c, r, st,
+                                         "HTTP %ld from %s %s: answer over "
+                                         "%u bytes, not read",
+                                         code, r->method, r->url,
+                                         SF_HTTP_MAX_RESPONSE);
                 return;
         }
         if (result != CURLE_OK) {
@@ -708,7 +744,7 @@ static int http_send(sf_conn_t *c, const sf_request_t *req,
                 return -1;
         }
         if (req->body) {
-                body = cJSON_PrintUnformatted(req->body);
+                body = sf_json_print(req->body, 0);
                 if (!body) {
                         sf_seterr(errstr, errstr_size,
                                   "connector %s: the document cannot be "

@@ -108,7 +108,7 @@ char *sf_http_headers_json(CURL *easy)
                 }
                 free(name);
         }
-        s = cJSON_PrintUnformatted(o);
+        s = sf_json_print(o, 0);
         cJSON_Delete(o);
         return s;
 }

@@ -145,7 +145,7 @@ out:
 static const char *oauth_take_token(sf_conn_t *c)
 {
         sf_http_oauth_t *o = &c->oauth;
-        cJSON *doc = cJSON_ParseWithLength(o->resp.data, o->resp.len);
+        cJSON *doc = sf_json_parse(o->resp.data, o->resp.len);
         const cJSON *tok =
             cJSON_GetObjectItemCaseSensitive(doc, "access_token");
         const cJSON *exp = cJSON_GetObjectItemCaseSensitive(doc, "expires_in");

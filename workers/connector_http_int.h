@@ -12,8 +12,10 @@
 #include <curl/curl.h>
 
 #include "connector.h"
+#include "json.h"
 
-/* Answers bigger than this are not read: the request is FATAL. */
+/* Answer bodies bigger than this are not read: the status decides as
+ * usual, with no body (a 2xx is done, its @response null). */
 #define SF_HTTP_MAX_RESPONSE (1024u * 1024u)
 
 typedef struct sf_http_req sf_http_req_t;
@@ -30,7 +32,7 @@ struct sf_http_req {
         CURL *easy; /* while on the wire */
         struct curl_slist *headers;
         sf_buf_t resp;          /* capped at SF_HTTP_MAX_RESPONSE */
-        int too_large;          /* the answer went past the cap */
+        int too_large;          /* the answer's body went past the cap */
         unsigned token_gen;     /* oauth2: generation of the token sent */
         int token_on_probation; /* oauth2: that token replaced one the
                                  * target refused, and had not yet been

@@ -103,7 +103,7 @@ static int kc_send(sf_conn_t *c, const sf_request_t *req, sf_conn_done_cb *done,
                           "connector %s: nothing to publish", c->cfg->name);
                 return -1;
         }
-        value = cJSON_PrintUnformatted(req->body);
+        value = sf_json_print(req->body, 0);
         if (!value) {
                 sf_seterr(errstr, errstr_size,
                           "connector %s: the document cannot be serialized",

@@ -81,7 +81,9 @@ cJSON *sf_render_reply_response(const cJSON *response, int http_status,
                                 const char *headers_json)
 {
         cJSON *r = cJSON_CreateObject();
-        cJSON *h = headers_json ? cJSON_Parse(headers_json) : NULL;
+        cJSON *h = headers_json
+                       ? sf_json_parse(headers_json, strlen(headers_json))
+                       : NULL;
 
         cJSON_AddItemToObject(r, "response",
                               response ? cJSON_Duplicate(response, 1)
@@ -110,6 +112,7 @@ cJSON *sf_render_reply_error(int http_status, const char *message, int attempts)
  * reduced to [A-Za-z0-9._-]. */
 static char *sf_file_name(const sf_outbound_t *ob)
 {
+        char num[64];
         sf_buf_t b;
         const cJSON *v;
 
@@ -120,7 +123,8 @@ static char *sf_file_name(const sf_outbound_t *ob)
                 if (cJSON_IsString(v))
                         sf_buf_printf(&b, "-%s", v->valuestring);
                 else if (cJSON_IsNumber(v))
-                        sf_buf_printf(&b, "-%.17g", v->valuedouble);
+                        sf_buf_printf(&b, "-%s",
+                                      sf_json_number_text(v, num, sizeof(num)));
         }
         sf_buf_printf(&b, "-%s.json", ob->event_id ? ob->event_id : "noid");
         for (size_t i = 0; i < b.len; i++) {
@@ -179,6 +183,64 @@ static int sf_writeback_key(const sf_target_cfg_t *t, const sf_mapping_t *m,
         return 0;
 }
 
+/* The length of a separator at P ('/', '\\', or their encodings %2F and
+ * %5C), 0 when there is none. */
+static size_t sf_path_sep(const char *p)
+{
+        if (*p == '/' || *p == '\\')
+                return 1;
+        if (p[0] == '%' && p[1] &&
+            ((p[1] == '2' && (p[2] == 'F' || p[2] == 'f')) ||
+             (p[1] == '5' && (p[2] == 'C' || p[2] == 'c'))))
+                return 3;
+        return 0;
+}
+
+/* How many dots the segment P..END is when it is only dots, written as
+ * '.' or %2E; 0 when it holds anything else. */
+static int sf_path_dots(const char *p, const char *end)
+{
+        int dots = 0;
+
+        while (p < end) {
+                if (*p == '.') {
+                        p++;
+                } else if (end - p >= 3 && p[0] == '%' && p[1] == '2' &&
+                           (p[2] == 'E' || p[2] == 'e')) {
+                        p += 3;
+                } else {
+                        return 0;
+                }
+                dots++;
+        }
+        return dots;
+}
+
+int sf_render_path_confined(const char *path)
+{
+        const char *p = path;
+        long depth = 0;
+
+        if (!p)
+                return 1;
+        p += sf_path_sep(p); /* the seam with the base path */
+        while (*p && *p != '?' && *p != '#') {
+                const char *start = p;
+                size_t sep = 0;
+                int dots;
+
+                while (*p && *p != '?' && *p != '#' && !(sep = sf_path_sep(p)))
+                        p++;
+                dots = sf_path_dots(start, p);
+                if (dots == 2 && --depth < 0)
+                        return 0;
+                if (dots != 1 && dots != 2)
+                        depth++;
+                p += sep;
+        }
+        return 1;
+}
+
 int sf_render(const sf_action_cfg_t *a, sf_step_t step, const sf_outbound_t *ob,
               const cJSON *record, const cJSON *reply, sf_rendered_t *out,
               char *errstr, size_t errstr_size)
@@ -217,6 +279,15 @@ int sf_render(const sf_action_cfg_t *a, sf_step_t step, const sf_outbound_t *ob,
                                                            errstr, errstr_size);
                         if (!out->path)
                                 goto out;
+                        if (!sf_render_path_confined(out->path)) {
+                                sf_seterr(errstr, errstr_size,
+                                          "path \"%s\" of \"%s\" leaves "
+                                          "the base path of connector %s",
+                                          out->path, sf_template_source(ptpl),
+                                          t->conn->name ? t->conn->name
+                                                        : "http");
+                                goto out;
+                        }
                 }
         } else if (t->conn->type == SF_CONN_FILE &&
                    t->conn->format == SF_FILE_JSON) {

@@ -46,6 +46,16 @@ int sf_render(const sf_action_cfg_t *a, sf_step_t step, const sf_outbound_t *ob,
 
 void sf_rendered_clear(sf_rendered_t *r);
 
+/* 1 when PATH, a rendered http path appended to a connector's base URL,
+ * stays under the base path, read the way the strictest target would:
+ * '\\', %2F and %5C separate segments too, and %2E is a dot, so a ".."
+ * segment (or ".%2E", "%2E%2E", ...) may only go back over a segment of
+ * PATH itself. Only the part before '?' or '#' is a path. sf_render
+ * refuses a path that is not (the record goes to the DLQ); values already
+ * render their lone dots encoded (SF_RENDER_URLENCODE), and the http
+ * connector sends a path as rendered (CURLOPT_PATH_AS_IS). */
+int sf_render_path_confined(const char *path);
+
 /* The reply of the response step, after a 2xx: @response (the parsed
  * body, borrowed and copied; null when it was not JSON), @status and
  * @headers (HEADERS_JSON, an object of the reply's headers; {} when NULL).

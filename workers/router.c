@@ -51,6 +51,17 @@ typedef struct sf_route_job {
         size_t req_cnt;
 } sf_route_job_t;
 
+/* A dead letter on its way to the DLQ topic: what sf_dlq_put needs again
+ * when it is sent once more. */
+typedef struct sf_route_dl {
+        char *origin_topic;
+        int32_t partition;
+        int64_t offset;
+        rd_kafka_headers_t *headers; /* the record's own; may be NULL */
+        char *reason;
+        int without_value; /* the broker refused it whole as too large */
+} sf_route_dl_t;
+
 /* One record to produce; kept until delivered. JOBS are the sync-log
  * records it acknowledges (more than one after coalescing). */
 typedef struct sf_route_out {
@@ -66,6 +77,7 @@ typedef struct sf_route_out {
         char *event; /* coalescing: the combined event */
         int64_t due_ms;
         int64_t resend_at_ms;
+        sf_route_dl_t *dl; /* a dead letter: sent with sf_dlq_put */
 } sf_route_out_t;
 
 struct sf_router {
@@ -100,6 +112,13 @@ static void sf_route_out_free(sf_route_out_t *o)
         free(o->jobs);
         if (o->headers)
                 rd_kafka_headers_destroy(o->headers);
+        if (o->dl) {
+                free(o->dl->origin_topic);
+                free(o->dl->reason);
+                if (o->dl->headers)
+                        rd_kafka_headers_destroy(o->dl->headers);
+                free(o->dl);
+        }
         free(o);
 }
 
@@ -239,6 +258,12 @@ static void sf_router_on_delivery(void *cb_arg, void *opaque,
                         o->topic, rd_kafka_err2str(err));
                 r->redelivered++;
                 o->resend_at_ms = sf_mono_ms() + SF_ROUTER_RESEND_MS;
+                if (o->dl && sf_dlq_too_large(err) && !o->dl->without_value) {
+                        /* never deliverable as it is: at once without its
+                         * value */
+                        o->dl->without_value = 1;
+                        o->resend_at_ms = sf_mono_ms();
+                }
                 o->next = r->resend;
                 r->resend = o;
                 return;
@@ -279,10 +304,55 @@ static sf_route_out_t *sf_route_out_new(const char *topic, char *key,
         return o;
 }
 
+/* Hands dead letter O to the DLQ: sf_dlq_put's outcome. */
+static int sf_router_dlq_put(sf_router_t *r, sf_route_out_t *o, char *err,
+                             size_t err_size)
+{
+        sf_dead_letter_t dl;
+
+        memset(&dl, 0, sizeof(dl));
+        dl.origin_topic = o->dl->origin_topic;
+        dl.partition = o->dl->partition;
+        dl.offset = o->dl->offset;
+        dl.key = o->key;
+        dl.key_len = o->key_len;
+        dl.value = o->value;
+        dl.value_len = o->value_len;
+        dl.headers = o->dl->headers;
+        dl.error = o->dl->reason;
+        dl.stage = "router";
+        dl.attempts = 1;
+        dl.without_value = o->dl->without_value;
+        return sf_dlq_put(r->dlq, &dl, o, err, err_size);
+}
+
+/* A dead letter whose send or delivery to the DLQ topic failed, sent
+ * again through sf_dlq_put, which sends it without its value when it can
+ * never be sent whole. */
+static void sf_router_dlq_resend(sf_router_t *r, sf_route_out_t *o)
+{
+        char err[512];
+        int rc = sf_router_dlq_put(r, o, err, sizeof(err));
+
+        if (rc == SF_DLQ_PENDING)
+                return; /* its delivery report decides */
+        if (rc == SF_DLQ_STORED) {
+                sf_route_job_t *job = o->jobs[0];
+
+                sf_route_out_free(o);
+                sf_router_job_done(r, job);
+                return;
+        }
+        sf_warn("router", "cannot enqueue a record for %s: %s", o->topic, err);
+        o->resend_at_ms = sf_mono_ms() + SF_ROUTER_RESEND_MS;
+        o->next = r->resend;
+        r->resend = o;
+}
+
 /* Dead-letters a record that cannot be routed, unchanged, with the reason.
  * Stored durably (the embedded broker's store), the record is done at
  * once; sent to the DLQ topic, it is done on its delivery report, and a
- * failed send goes to the resend list like any other record. A store that
+ * failed send goes to the resend list, to be put again. A store that
  * fails (a full disk) is waited for: the record is not acknowledged before
  * it is stored, and at a stop it stays unacknowledged, to be routed again
  * on the next start. */
@@ -291,7 +361,6 @@ static void sf_router_dead_letter(sf_router_t *r, const rd_kafka_message_t *m,
 {
         sf_route_out_t *o = sf_calloc(1, sizeof(*o));
         rd_kafka_headers_t *orig = NULL;
-        sf_dead_letter_t dl;
         int64_t next_log = 0;
         char err[512];
         int rc;
@@ -308,21 +377,15 @@ static void sf_router_dead_letter(sf_router_t *r, const rd_kafka_message_t *m,
         o->jobs = sf_malloc(sizeof(*o->jobs));
         o->jobs[0] = job;
         o->job_cnt = 1;
+        o->dl = sf_calloc(1, sizeof(*o->dl));
+        o->dl->origin_topic = sf_strdup(rd_kafka_topic_name(m->rkt));
+        o->dl->partition = m->partition;
+        o->dl->offset = m->offset;
+        o->dl->headers = orig ? rd_kafka_headers_copy(orig) : NULL;
+        o->dl->reason = sf_strdup(reason);
         job->remaining = 1;
         r->dead++;
-        memset(&dl, 0, sizeof(dl));
-        dl.origin_topic = rd_kafka_topic_name(m->rkt);
-        dl.partition = m->partition;
-        dl.offset = m->offset;
-        dl.key = o->key;
-        dl.key_len = o->key_len;
-        dl.value = o->value;
-        dl.value_len = o->value_len;
-        dl.headers = orig;
-        dl.error = reason;
-        dl.stage = "router";
-        dl.attempts = 1;
-        while ((rc = sf_dlq_put(r->dlq, &dl, o, err, sizeof(err))) < 0 &&
+        while ((rc = sf_router_dlq_put(r, o, err, sizeof(err))) < 0 &&
                sf_dlq_is_store(r->dlq) && !sf_should_stop()) {
                 if (sf_mono_ms() >= next_log) {
                         sf_error("router",
@@ -337,12 +400,9 @@ static void sf_router_dead_letter(sf_router_t *r, const rd_kafka_message_t *m,
                 sf_route_out_free(o);
                 sf_router_job_done(r, job);
         } else if (rc < 0 && !sf_dlq_is_store(r->dlq)) {
-                /* sent again from the resend list, as o, to the DLQ topic */
+                /* put again from the resend list */
                 sf_warn("router", "cannot enqueue a record for %s: %s",
                         o->topic, err);
-                o->headers =
-                    sf_dlq_headers_new(orig, dl.origin_topic, m->partition,
-                                       m->offset, reason, "router", 1);
                 o->resend_at_ms = sf_mono_ms() + SF_ROUTER_RESEND_MS;
                 o->next = r->resend;
                 r->resend = o;
@@ -372,7 +432,7 @@ static void sf_router_hold(sf_router_t *r, sf_route_out_t *o, const char *event)
 
         if (prev && r->cfg->router.coalesce_ms > 0) {
                 const char *combined = sf_combine_event(prev->event, event);
-                cJSON *v = cJSON_ParseWithLength(o->value, o->value_len);
+                cJSON *v = sf_json_parse(o->value, o->value_len);
 
                 /* Last image wins, but an insert that is updated before it
                  * left stays an insert for the target. */
@@ -380,7 +440,7 @@ static void sf_router_hold(sf_router_t *r, sf_route_out_t *o, const char *event)
                         cJSON_ReplaceItemInObjectCaseSensitive(
                             v, "event", cJSON_CreateString(combined));
                         free(o->value);
-                        o->value = cJSON_PrintUnformatted(v);
+                        o->value = sf_json_canonical(v);
                         o->value_len = strlen(o->value);
                         cJSON_Delete(v);
                 }
@@ -459,7 +519,9 @@ static void sf_router_resend_due(sf_router_t *r, int all)
 
                 list = o->next;
                 o->next = NULL;
-                if (all || o->resend_at_ms <= now) {
+                if ((all || o->resend_at_ms <= now) && o->dl) {
+                        sf_router_dlq_resend(r, o);
+                } else if (all || o->resend_at_ms <= now) {
                         sf_router_send(r, o);
                 } else {
                         o->next = keep;

@@ -43,7 +43,7 @@ static int sf_used_field_changed(const sf_action_cfg_t *a, const cJSON *before,
                 const cJSON *b = cJSON_GetObjectItemCaseSensitive(before, f);
                 const cJSON *n = cJSON_GetObjectItemCaseSensitive(after, f);
 
-                if (!b || !n || !cJSON_Compare(b, n, 1)) {
+                if (!b || !n || !sf_json_equal(b, n)) {
                         *changed = f;
                         return 1;
                 }

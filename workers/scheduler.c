@@ -202,19 +202,28 @@ static void ready_unlink(sf_sched_t *s, sf_sched_item_t *it)
 
 /* --- circuits --------------------------------------------------------- */
 
-static int64_t cap_wait(int64_t ms)
+/* A target's Retry-After, bounded by the connector's max_backoff_ms: the
+ * pipeline says how long a record may wait, not the answer. */
+static int64_t cap_wait(const sf_circuit_t *c, int64_t ms)
 {
-        return ms > SF_SCHED_MAX_RETRY_WAIT ? SF_SCHED_MAX_RETRY_WAIT : ms;
+        int64_t cap = c->cfg.max_backoff_ms > 0 ? c->cfg.max_backoff_ms
+                                                : SF_SCHED_MAX_RETRY_WAIT;
+
+        if (cap > SF_SCHED_MAX_RETRY_WAIT)
+                cap = SF_SCHED_MAX_RETRY_WAIT;
+        return ms > cap ? cap : ms;
 }
 
-/* The wait after a failure: BACKOFF, or a longer RETRY_AFTER (-1: none).
- * A Retry-After of 0, or one a failure that never reached the target
- * passed on by mistake, would otherwise retry at once, again and again. */
-static int64_t wait_after(int64_t retry_after, int64_t backoff)
+/* The wait after a failure: BACKOFF, or a longer RETRY_AFTER (-1: none),
+ * bounded by max_backoff_ms (cap_wait). A Retry-After of 0, or one a
+ * failure that never reached the target passed on by mistake, would
+ * otherwise retry at once, again and again. */
+static int64_t wait_after(const sf_circuit_t *c, int64_t retry_after,
+                          int64_t backoff)
 {
         if (retry_after < 0)
                 return backoff;
-        retry_after = cap_wait(retry_after);
+        retry_after = cap_wait(c, retry_after);
         return retry_after > backoff ? retry_after : backoff;
 }
 
@@ -231,7 +240,7 @@ static void circuit_open(sf_sched_t *s, sf_circuit_t *c, int64_t retry_after,
         c->last_probe = NULL;
         c->probe_backoff =
             c->cfg.initial_backoff_ms > 0 ? c->cfg.initial_backoff_ms : 1;
-        c->probe_at = now + wait_after(retry_after, c->probe_backoff);
+        c->probe_at = now + wait_after(c, retry_after, c->probe_backoff);
         c->ask_at = c->probe_at;
         for (sf_sched_item_t *it = c->ready_head; it; it = it->rnext) {
                 it->waited = c->epoch;
@@ -491,11 +500,11 @@ static void circuit_account(sf_sched_t *s, sf_circuit_t *c, int was_probe,
                         c->probe_backoff = c->cfg.max_backoff_ms > 0
                                                ? c->cfg.max_backoff_ms
                                                : 1;
-                c->probe_at = now + wait_after(retry_after, c->probe_backoff);
+                c->probe_at = now + wait_after(c, retry_after, c->probe_backoff);
                 c->ask_at = c->probe_at;
         } else if (retry_after >= 0 &&
-                   c->probe_at < now + cap_wait(retry_after)) {
-                c->probe_at = now + cap_wait(retry_after);
+                   c->probe_at < now + cap_wait(c, retry_after)) {
+                c->probe_at = now + cap_wait(c, retry_after);
         }
 }
 
@@ -547,7 +556,7 @@ sf_sched_verdict_t sf_sched_result(sf_sched_t *s, sf_sched_item_t *it,
         it->state = SF_SCHED_WAITING;
         heap_push(s, it,
                   now_ms +
-                      wait_after(retry_after_ms, backoff(s, c, it->failures)));
+                      wait_after(c, retry_after_ms, backoff(s, c, it->failures)));
         return SF_SCHED_RETRY;
 }
 

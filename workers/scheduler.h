@@ -28,7 +28,8 @@
  * circuit starts, except one probe at a time once nothing else of the
  * circuit is in flight, after the connector's initial_backoff_ms doubling
  * per failed probe up to max_backoff_ms; a Retry-After on a failure sets
- * a longer wait. A failed probe goes to the back of the circuit's
+ * a longer wait, never longer than max_backoff_ms (a Retry-After is
+ * bounded by it everywhere) nor shorter than the backoff. A failed probe goes to the back of the circuit's
  * waiting items, so a record that fails alone does not keep the circuit
  * open while others wait behind it. Any success (SF_OK) or rejection of a
  * record (SF_FATAL: the connector answered) closes it.
@@ -53,8 +54,9 @@
 
 #include "sf.h"
 
-#define SF_SCHED_OPEN_AFTER     5 /* consecutive transient failures */
-#define SF_SCHED_MAX_RETRY_WAIT (3600 * 1000) /* longest Retry-After */
+#define SF_SCHED_OPEN_AFTER 5 /* consecutive transient failures */
+/* the longest wait a Retry-After sets when max_backoff_ms is not set */
+#define SF_SCHED_MAX_RETRY_WAIT (3600 * 1000)
 
 typedef enum sf_sched_state {
         SF_SCHED_QUEUED = 0, /* behind an earlier item of its key */

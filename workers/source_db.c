@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "log.h"
 #include "map.h"
 #include "sql.h"
@@ -114,8 +115,7 @@ static cJSON *sf_row_json(sqlite3_stmt *st)
 
                 switch (sqlite3_column_type(st, i)) {
                 case SQLITE_INTEGER:
-                        v = cJSON_CreateNumber(
-                            (double)sqlite3_column_int64(st, i));
+                        v = sf_json_int64(sqlite3_column_int64(st, i));
                         break;
                 case SQLITE_FLOAT:
                         v = cJSON_CreateNumber(sqlite3_column_double(st, i));

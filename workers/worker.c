@@ -60,6 +60,7 @@ static int sf_worker_dlq_send(sf_worker_t *w, sf_job_t *job, char *errstr,
         dl.attempts = job->item.attempts;
         dl.action = job->action ? job->action->name : NULL;
         dl.event_id = job->ob.event_id;
+        dl.without_value = job->dlq_without_value;
         rc = sf_dlq_put(w->dlq, &dl, job, errstr, errstr_size);
         if (rc < 0)
                 return -1;
@@ -109,6 +110,16 @@ static void sf_worker_on_delivery(void *cb_arg, void *opaque,
 
         if (!w->consumer)
                 return; /* shutting down: the scheduler's items are freed */
+        if (err && sf_dlq_too_large(err) && !job->dlq_without_value) {
+                /* never deliverable as it is: at once without its value */
+                sf_warn(w->stage,
+                        "DLQ delivery failed: %s; sending the record "
+                        "without its value of %zu bytes",
+                        rd_kafka_err2str(err), job->rec_value_len);
+                job->dlq_without_value = 1;
+                sf_sched_dead_later(w->sched, &job->item, 0, sf_mono_ms());
+                return;
+        }
         if (err) {
                 sf_warn(w->stage, "DLQ delivery failed, trying again: %s",
                         rd_kafka_err2str(err));
@@ -165,6 +176,18 @@ static void sf_worker_intake(sf_worker_t *w, rd_kafka_message_t *m,
         }
         if (sf_outbound_parse(m->payload, m->len, &job->ob, errstr,
                               sizeof(errstr))) {
+                sf_worker_reject(w, job, errstr);
+                return;
+        }
+        if (strcmp(job->ob.kind,
+                   w->kind == SF_KIND_MESSAGE ? "message" : "webservice")) {
+                /* what runs it is the record's own kind, never the topic
+                 * it arrived on */
+                snprintf(errstr, sizeof(errstr),
+                         "a record of kind \"%s\" on %s, which carries kind "
+                         "\"%s\": not run",
+                         job->ob.kind, w->topic,
+                         w->kind == SF_KIND_MESSAGE ? "message" : "webservice");
                 sf_worker_reject(w, job, errstr);
                 return;
         }

@@ -60,6 +60,17 @@ static int sf_job_load(sf_worker_t *w, sf_job_t *job, char *errstr,
                 job->scope_record = cJSON_Duplicate(ob->record, 1);
                 return SF_OK;
         }
+        /* The event image is what an insert or update exports: without it
+         * the record would be read from the database, or, gone there,
+         * dropped unseen. */
+        if (a->source.mode == SF_MODE_EVENT && !redirected &&
+            !sf_job_is_delete(job)) {
+                sf_seterr(errstr, errstr_size,
+                          "%s of %s without its image (record is null or "
+                          "missing)",
+                          ob->event, ob->table);
+                return SF_FATAL;
+        }
         root = sf_config_table(w->cfg, ob->root_table);
         if (!root) {
                 sf_seterr(errstr, errstr_size,

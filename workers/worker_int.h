@@ -42,6 +42,7 @@ typedef struct sf_job {
         cJSON *scope_record; /* the record exported (after loading) */
         cJSON *reply;        /* web service: response.*, status, headers */
         char *last_error;
+        int dlq_without_value;  /* the DLQ topic refused it whole */
         int64_t park_id;        /* > 0: claimed back from the parking store */
         struct sf_job *parking; /* next in the batch being parked */
 } sf_job_t;

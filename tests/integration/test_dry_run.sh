@@ -80,6 +80,25 @@ message customer-to-webshop:
   DELETE http://shop.invalid/customers/7
   Idempotency-Key: dry-run'
 
+check "integers beyond 2^53 exact in the key, the path and the document" \
+  '{"op":"u","table":"customers","before":{"id":9007199254740993,"name":"Ada","email":"a","street":"s","city":"c"},"after":{"id":9007199254740993,"name":"Ada","email":"a","street":"s","city":18446744073709551615}}' \
+'event: update on customers, key {"id":9007199254740993} (dry run: nothing is sent)
+routing:
+  message customer-to-webshop: triggered by update (city changed)
+message customer-to-webshop:
+  PUT http://shop.invalid/customers/9007199254740993
+  Idempotency-Key: dry-run
+    {
+      "externalId": 9007199254740993,
+      "name": "Ada",
+      "email": "a",
+      "address": {
+        "street": "s",
+        "city": 18446744073709551615
+      },
+      "label": "Customer 9007199254740993: Ada"
+    }'
+
 check "a record the mapping cannot render" \
   '{"op":"c","table":"customers","after":{"id":5,"name":"Bob"}}' \
 'event: insert on customers, key {"id":5} (dry run: nothing is sent)

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -256,6 +258,191 @@ static void test_json_file_per_document(void **state)
         fixture_free(f);
 }
 
+/* Each line of the file at PATH parses as JSON and the lines, in order,
+ * are WANT (compact JSON texts, NULL-terminated). */
+static void check_lines(const char *path, const char *const *want)
+{
+        char *text = slurp(path), *line, *save = NULL;
+        size_t i = 0;
+
+        assert_non_null(text);
+        assert_true(text[0] == '\0' || text[strlen(text) - 1] == '\n');
+        for (line = strtok_r(text, "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save), i++) {
+                cJSON *v = cJSON_Parse(line);
+                char *again;
+
+                if (!v)
+                        fail_msg("line %zu of %s does not parse: %.60s", i + 1,
+                                 path, line);
+                again = cJSON_PrintUnformatted(v);
+                assert_non_null(want[i]);
+                assert_string_equal(again, want[i]);
+                cJSON_free(again);
+                cJSON_Delete(v);
+        }
+        assert_null(want[i]);
+        free(text);
+}
+
+/* A write that fails half way (here EFBIG: the file size limit, as a full
+ * disk would) leaves no part of its line: the next record's line follows
+ * the last whole one, and every line parses. */
+static void test_jsonl_failed_write_leaves_whole_lines(void **state)
+{
+        fixture_t *f = fixture_new(SF_FILE_JSONL);
+        done_rec_t d[3] = {{0}};
+        struct rlimit old, lim;
+        char *big = malloc(2001), *doc, *path;
+        void (*old_xfsz)(int);
+        const char *want[] = {"{\"id\":1}", "{\"id\":3}", NULL};
+        const char *first[] = {"{\"id\":1}", NULL};
+
+        (void)state;
+        memset(big, 'x', 2000);
+        big[2000] = '\0';
+        doc = sf_asprintf("{\"id\":2,\"pad\":\"%s\"}", big);
+        assert_int_equal(
+            send_doc(f, "order-to-archive", NULL, "{\"id\":1}", &d[0]), 0);
+        /* EFBIG, not SIGXFSZ, past 1000 bytes: the second line is cut
+         * there by the kernel */
+        old_xfsz = signal(SIGXFSZ, SIG_IGN);
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        lim = old;
+        lim.rlim_cur = 1000;
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        assert_int_equal(send_doc(f, "order-to-archive", NULL, doc, &d[1]), 0);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        signal(SIGXFSZ, old_xfsz);
+        /* cut back at once, not only by the next append */
+        path = sf_asprintf("%s/order-to-archive.jsonl", f->dir);
+        check_lines(path, first);
+        assert_int_equal(
+            send_doc(f, "order-to-archive", NULL, "{\"id\":3}", &d[2]), 0);
+        assert_int_equal(ops()->poll(f->conn, 0), 3);
+        assert_int_equal(d[0].res.status, SF_OK);
+        assert_int_equal(d[1].res.status, SF_RETRY);
+        {
+                char *e = sf_asprintf("write %s: %s", path, strerror(EFBIG));
+
+                assert_string_equal(d[1].res.error, e);
+                free(e);
+        }
+        assert_int_equal(d[2].res.status, SF_OK);
+        check_lines(path, want);
+        free(path);
+        free(doc);
+        free(big);
+        fixture_free(f);
+}
+
+/* A last line cut off by a crash before this connector ran is cut off by
+ * the next append, not continued by it. */
+static void test_jsonl_cut_line_is_dropped(void **state)
+{
+        fixture_t *f = fixture_new(SF_FILE_JSONL);
+        const char *want[] = {"{\"id\":1}", "{\"id\":3}", NULL};
+        done_rec_t d = {0};
+        char *path = sf_asprintf("%s/order-to-archive.jsonl", f->dir);
+        FILE *fp = fopen(path, "w");
+
+        (void)state;
+        assert_non_null(fp);
+        fputs("{\"id\":1}\n{\"id\":2,\"na", fp);
+        fclose(fp);
+        assert_int_equal(
+            send_doc(f, "order-to-archive", NULL, "{\"id\":3}", &d), 0);
+        assert_int_equal(ops()->poll(f->conn, 0), 1);
+        assert_int_equal(d.res.status, SF_OK);
+        check_lines(path, want);
+        free(path);
+        fixture_free(f);
+}
+
+/* A symbolic link placed where the connector's file would be is refused,
+ * and what it points to stays untouched; so is a FIFO. */
+static void test_jsonl_symlink_refused(void **state)
+{
+        fixture_t *f = fixture_new(SF_FILE_JSONL);
+        char *victim = sf_asprintf("%s/victim", f->root);
+        char *path = sf_asprintf("%s/order-to-archive.jsonl", f->dir);
+        char *fifo = sf_asprintf("%s/fifo.jsonl", f->dir);
+        char *want;
+        done_rec_t d = {0};
+        FILE *fp = fopen(victim, "w");
+        char *text;
+
+        (void)state;
+        assert_non_null(fp);
+        fputs("secret\n", fp);
+        fclose(fp);
+        assert_int_equal(symlink(victim, path), 0);
+        assert_int_equal(
+            send_doc(f, "order-to-archive", NULL, "{\"id\":1}", &d), 0);
+        assert_int_equal(ops()->poll(f->conn, 0), 1);
+        assert_int_not_equal(d.res.status, SF_OK);
+        want = sf_asprintf("%s is a symbolic link: refused, the file "
+                           "connector writes only files of its own in %s",
+                           path, f->dir);
+        assert_string_equal(d.res.error, want);
+        free(want);
+        text = slurp(victim);
+        assert_string_equal(text, "secret\n");
+        free(text);
+
+        assert_int_equal(mkfifo(fifo, 0644), 0);
+        memset(&d, 0, sizeof(d));
+        assert_int_equal(send_doc(f, "fifo", NULL, "{\"id\":1}", &d), 0);
+        assert_int_equal(ops()->poll(f->conn, 0), 1);
+        assert_int_not_equal(d.res.status, SF_OK);
+        assert_non_null(strstr(d.res.error, fifo));
+        free(fifo);
+        free(path);
+        free(victim);
+        fixture_free(f);
+}
+
+/* A json file name longer than the file system takes is shortened to one
+ * that can be written, the same for the same name, different for another. */
+static void test_json_long_name_bounded(void **state)
+{
+        fixture_t *f = fixture_new(SF_FILE_JSON);
+        char name[401], other[401];
+        done_rec_t d[3] = {{0}};
+        struct dirent *e;
+        DIR *dir;
+        int n = 0;
+
+        (void)state;
+        memset(name, 'k', 395);
+        memcpy(name + 395, ".json", 6);
+        memcpy(other, name, sizeof(name));
+        other[0] = 'j';
+        assert_int_equal(send_doc(f, "a", name, "{\"v\":1}", &d[0]), 0);
+        assert_int_equal(send_doc(f, "a", name, "{\"v\":2}", &d[1]), 0);
+        assert_int_equal(send_doc(f, "a", other, "{\"v\":3}", &d[2]), 0);
+        assert_int_equal(ops()->poll(f->conn, 0), 3);
+        for (int i = 0; i < 3; i++) {
+                assert_string_equal(d[i].res.error, "");
+                assert_int_equal(d[i].res.status, SF_OK);
+        }
+        dir = opendir(f->dir);
+        assert_non_null(dir);
+        while ((e = readdir(dir))) {
+                size_t len = strlen(e->d_name);
+
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                        continue;
+                n++;
+                assert_true(len <= NAME_MAX - 16);
+                assert_int_equal(strncmp(e->d_name + 1, name + 1, 100), 0);
+                assert_string_equal(e->d_name + len - 5, ".json");
+        }
+        closedir(dir);
+        assert_int_equal(n, 2);
+        fixture_free(f);
+}
+
 static void test_json_bad_names_fatal(void **state)
 {
         static const char *const bad[] = {"../escape.json", "a/b.json",
@@ -413,6 +600,10 @@ int main(void)
             cmocka_unit_test(test_jsonl_appends_lines),
             cmocka_unit_test(test_json_file_per_document),
             cmocka_unit_test(test_json_bad_names_fatal),
+            cmocka_unit_test(test_jsonl_failed_write_leaves_whole_lines),
+            cmocka_unit_test(test_jsonl_cut_line_is_dropped),
+            cmocka_unit_test(test_jsonl_symlink_refused),
+            cmocka_unit_test(test_json_long_name_bounded),
             cmocka_unit_test(test_unserializable_fatal),
             cmocka_unit_test(test_unwritable_dir_retry),
             cmocka_unit_test(test_close_abandons_pending),

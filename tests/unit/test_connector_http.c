@@ -202,18 +202,24 @@ static enum MHD_Result route(struct MHD_Connection *conn, const char *url,
                 pthread_mutex_unlock(&srv.mu);
                 return reply_json(conn, 200, "{\"ok\":true}", NULL);
         }
-        if (!strcmp(url, "/big")) {
+        if (!strcmp(url, "/big") || !strcmp(url, "/big503")) {
                 size_t n = 2u * 1024 * 1024;
                 char *big = malloc(n);
                 enum MHD_Result rc;
 
                 memset(big, 'x', n);
-                rc = reply(conn, 200, "text/plain", big, n, NULL);
+                rc =
+                    reply(conn, url[4] ? 503 : 200, "text/plain", big, n, NULL);
                 free(big);
                 return rc;
         }
         if (!strcmp(url, "/text"))
                 return reply(conn, 200, "text/plain", "plain answer", 12, NULL);
+        if (!strcmp(url, "/nul"))
+                return reply(conn, 200, "application/json",
+                             "{\"limit\":\"5\\u00000\"}", 20, NULL);
+        if (!strcmp(url, "/nulbyte"))
+                return reply(conn, 200, "text/plain", "ab\0cd", 5, NULL);
         if (!strncmp(url, "/echo/", 6)) {
                 static const char *const h[] = {
                     "ETag",         "\"v1\"",  "Location",
@@ -840,6 +846,29 @@ static void test_rate_limit(void **state)
         recs_free(d, 20);
 }
 
+/* A reply holding a NUL character is not read (its text would be cut at
+ * the NUL): the request is done, its @response null. */
+static void test_response_with_nul_not_read(void **state)
+{
+        static const char *const paths[] = {"/nul", "/nulbyte"};
+        sf_connector_cfg_t cfg = base_cfg();
+        sf_conn_t *c = open_conn(&cfg);
+
+        (void)state;
+        for (int i = 0; i < 2; i++) {
+                done_rec_t d = {0};
+
+                send_req(c, "GET", paths[i], NULL, "ev-1", &d);
+                drain(c, 5000);
+                assert_int_equal(d.calls, 1);
+                assert_int_equal(d.status, SF_OK);
+                assert_int_equal(d.http_status, 200);
+                assert_null(d.response);
+                recs_free(&d, 1);
+        }
+        ops()->close(c);
+}
+
 static void test_response_too_large(void **state)
 {
         sf_connector_cfg_t cfg = base_cfg();
@@ -848,13 +877,24 @@ static void test_response_too_large(void **state)
         char *want;
 
         (void)state;
+        /* the target accepted: done, only the body is not read */
         send_req(c, "GET", "/big", NULL, "ev-1", &d);
         drain(c, 5000);
         assert_int_equal(d.calls, 1);
-        assert_int_equal(d.status, SF_FATAL);
+        assert_int_equal(d.status, SF_OK);
+        assert_int_equal(d.http_status, 200);
         assert_null(d.response);
-        want = sf_asprintf("HTTP 200 from GET %s/big: response too large "
-                           "(more than 1048576 bytes)",
+        assert_string_equal(d.error, "");
+        recs_free(&d, 1);
+        /* a 5xx is retried, however large its body */
+        memset(&d, 0, sizeof(d));
+        send_req(c, "GET", "/big503", NULL, "ev-2", &d);
+        drain(c, 5000);
+        assert_int_equal(d.calls, 1);
+        assert_int_equal(d.status, SF_RETRY);
+        assert_null(d.response);
+        want = sf_asprintf("HTTP 503 from GET %s/big503: answer over 1048576 "
+                           "bytes, not read",
                            srv.base);
         assert_string_equal(d.error, want);
         free(want);
@@ -907,6 +947,109 @@ static void test_bad_requests_refused(void **state)
                                  "header name or value");
 }
 
+/* A server on a raw socket that answers each of its connections with the
+ * next of ANSWERS, byte for byte, once the request's headers are in. */
+typedef struct raw_server {
+        int fd, port;
+        const char *const *answers;
+        int n;
+        pthread_t th;
+} raw_server_t;
+
+static void *raw_serve(void *arg)
+{
+        raw_server_t *rs = arg;
+
+        for (int i = 0; i < rs->n; i++) {
+                char buf[4096];
+                size_t len = 0;
+                int cfd = accept(rs->fd, NULL, NULL);
+                ssize_t r;
+
+                if (cfd < 0)
+                        break;
+                while (len < sizeof(buf) - 1 &&
+                       (r = recv(cfd, buf + len, sizeof(buf) - 1 - len, 0)) >
+                           0) {
+                        len += (size_t)r;
+                        buf[len] = '\0';
+                        if (strstr(buf, "\r\n\r\n"))
+                                break;
+                }
+                if (send(cfd, rs->answers[i], strlen(rs->answers[i]),
+                         MSG_NOSIGNAL) < 0)
+                        i = rs->n;
+                shutdown(cfd, SHUT_WR);
+                while (recv(cfd, buf, sizeof(buf), 0) > 0)
+                        ;
+                close(cfd);
+        }
+        return NULL;
+}
+
+static void raw_server_start(raw_server_t *rs, const char *const *answers,
+                             int n)
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        socklen_t sl = sizeof(sa);
+
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        rs->fd = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(rs->fd >= 0);
+        assert_int_equal(bind(rs->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(rs->fd, 4), 0);
+        assert_int_equal(getsockname(rs->fd, (struct sockaddr *)&sa, &sl), 0);
+        rs->port = ntohs(sa.sin_port);
+        rs->answers = answers;
+        rs->n = n;
+        assert_int_equal(pthread_create(&rs->th, NULL, raw_serve, rs), 0);
+}
+
+/* An answer whose first header line is a folded continuation, on the
+ * handle that carried an answer with headers before: libcurl before 8.1.0
+ * unfolds it onto the previous transfer's freed last header when the
+ * handle is reused (found by tests/fuzz/fuzz_http_answer; the sanitizer
+ * build reports the use after free). The request fails as a transfer
+ * error, and the next one works. */
+static void test_folded_first_header_after_reuse(void **state)
+{
+        static const char *const answers[] = {
+            "HTTP/1.1 200 OK\r\nX-First: 1\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 503 Busy\r\n folded: x\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 201 Created\r\nX-Last: 3\r\nContent-Length: 0\r\n\r\n",
+        };
+        sf_connector_cfg_t cfg = base_cfg();
+        raw_server_t rs;
+        done_rec_t d[3] = {{0}};
+        char url[64];
+        sf_conn_t *c;
+
+        (void)state;
+        raw_server_start(&rs, answers, 3);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d", rs.port);
+        cfg.base_url = url;
+        cfg.max_in_flight = 1;
+        c = open_conn(&cfg);
+        for (int i = 0; i < 3; i++) {
+                send_req(c, "PUT", "/x", NULL, "ev-1", &d[i]);
+                drain(c, 5000);
+        }
+        ops()->close(c);
+        pthread_join(rs.th, NULL);
+        close(rs.fd);
+        assert_int_equal(d[0].status, SF_OK);
+        assert_string_equal(d[0].headers,
+                            "{\"x-first\":\"1\",\"content-length\":\"0\"}");
+        assert_int_equal(d[1].calls, 1);
+        assert_int_equal(d[1].status, SF_RETRY);
+        assert_int_equal(d[1].http_status, 0);
+        assert_int_equal(d[2].status, SF_OK);
+        assert_int_equal(d[2].http_status, 201);
+        assert_string_equal(d[2].headers,
+                            "{\"x-last\":\"3\",\"content-length\":\"0\"}");
+        recs_free(d, 3);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -922,8 +1065,11 @@ int main(void)
             cmocka_unit_test_setup(test_max_in_flight, test_setup),
             cmocka_unit_test_setup(test_rate_limit, test_setup),
             cmocka_unit_test_setup(test_response_too_large, test_setup),
+            cmocka_unit_test_setup(test_response_with_nul_not_read, test_setup),
             cmocka_unit_test_setup(test_close_abandons_pending, test_setup),
             cmocka_unit_test_setup(test_bad_requests_refused, test_setup),
+            cmocka_unit_test_setup(test_folded_first_header_after_reuse,
+                                   test_setup),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);

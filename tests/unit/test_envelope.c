@@ -215,6 +215,77 @@ static void test_change_round_trip(void **state)
         sf_change_clear(NULL);
 }
 
+/* Integers beyond 2^53 in a sync-log record and in the outbound record
+ * made from it come out with the digits they came in with. */
+static void test_exact_integers_through_records(void **state)
+{
+        const char *k = "{\"key\":{\"id\":9007199254740993},"
+                        "\"table\":\"t\"}";
+        const char *v =
+            "{\"after\":{\"id\":9007199254740993,\"max\":"
+            "9223372036854775807,\"min\":-9223372036854775808,\"u\":"
+            "18446744073709551615},\"before\":null,\"op\":\"c\",\"source\":{"
+            "\"connector\":\"sqlite\",\"db\":\"d\",\"lsn\":"
+            "18446744073709551615,\"seq\":9223372036854775807,\"table\":"
+            "\"t\"},\"ts_ms\":9007199254740993}";
+        const char *v_out =
+            "{\"after\":{\"id\":9007199254740993,\"max\":"
+            "9223372036854775807,\"min\":-9223372036854775808,\"u\":"
+            "18446744073709551615},\"before\":null,\"op\":\"c\",\"source\":{"
+            "\"connector\":\"sqlite\",\"db\":\"d\",\"lsn\":"
+            "\"18446744073709551615\",\"seq\":9223372036854775807,\"table\":"
+            "\"t\"},\"ts_ms\":9007199254740993}";
+        sf_change_t c;
+        sf_outbound_t o, p;
+        char err[256] = "", *s;
+
+        (void)state;
+        assert_int_equal(sf_change_parse(k, strlen(k), v, strlen(v), NULL, &c,
+                                         err, sizeof(err)),
+                         0);
+        assert_true(c.seq == INT64_MAX);
+        assert_true(c.ts_ms == 9007199254740993LL);
+        assert_string_equal(c.lsn, "18446744073709551615");
+        s = sf_change_key_json(&c);
+        assert_string_equal(s, k);
+        free(s);
+        s = sf_change_value_json(&c);
+        assert_string_equal(s, v_out);
+        free(s);
+
+        memset(&o, 0, sizeof(o));
+        o.kind = sf_strdup("message");
+        o.action = sf_strdup("a");
+        o.event = sf_strdup("insert");
+        o.table = sf_strdup("t");
+        o.key = cJSON_Duplicate(c.key, 1);
+        o.root_table = sf_strdup("t");
+        o.root_key = cJSON_Duplicate(c.key, 1);
+        o.record = cJSON_Duplicate(c.after, 1);
+        o.event_id = sf_strdup("e");
+        o.source_ts_ms = INT64_MIN;
+        o.routed_ts_ms = INT64_MAX;
+        s = sf_outbound_key_json(&o);
+        assert_string_equal(
+            s, "{\"action\":\"a\",\"key\":{\"id\":9007199254740993},"
+               "\"table\":\"t\"}");
+        free(s);
+        s = sf_outbound_value_json(&o);
+        assert_non_null(strstr(s, "\"record\":{\"id\":9007199254740993,"
+                                  "\"max\":9223372036854775807,\"min\":"
+                                  "-9223372036854775808,\"u\":"
+                                  "18446744073709551615}"));
+        assert_int_equal(sf_outbound_parse(s, strlen(s), &p, err, sizeof(err)),
+                         0);
+        assert_true(p.source_ts_ms == INT64_MIN);
+        assert_true(p.routed_ts_ms == INT64_MAX);
+        assert_true(sf_json_equal(p.record, c.after));
+        free(s);
+        sf_outbound_clear(&p);
+        sf_outbound_clear(&o);
+        sf_change_clear(&c);
+}
+
 /* A SQLite-style change: no schema, lsn or txid, an insert. */
 static void test_change_minimal_source(void **state)
 {
@@ -591,6 +662,7 @@ int main(void)
             cmocka_unit_test(test_change_key_in_value),
             cmocka_unit_test(test_change_errors),
             cmocka_unit_test(test_change_too_large),
+            cmocka_unit_test(test_exact_integers_through_records),
             cmocka_unit_test(test_outbound_round_trip),
             cmocka_unit_test(test_outbound_errors),
             cmocka_unit_test(test_op_event_names),

@@ -294,6 +294,49 @@ static void test_writeback_key_from_record(void **state)
         sf_config_destroy(c);
 }
 
+/* A path stays under the base path unless a dot-dot segment, in any
+ * spelling a target might decode, goes back over more segments than the
+ * path itself has. */
+static void test_path_confined(void **state)
+{
+        static const struct {
+                const char *path;
+                int confined;
+        } cases[] = {
+            {"/ok/x/1", 1},
+            {"/ok/x/%2E", 1},
+            {"/ok/x/%2E%2E", 1},
+            {"/ok/x/..", 1},
+            {"/ok/..", 1},
+            {"/ok/../..", 0},
+            {"/..", 0},
+            {"..", 0},
+            {"/%2E%2E/x", 0},
+            {"/%2e%2e/x", 0},
+            {"/.%2E/x", 0},
+            {"/%2E./x", 0},
+            {"/./..", 0},
+            {"/ok/x/%2E%2E%2F%2E%2E", 1},
+            {"/x/%2E%2E%2F%2E%2E", 0},
+            {"/x/%2E%2E%2F%2E%2E%2F%2E%2E", 0},
+            {"/x/..%5C..", 0},
+            {"/x\\..\\..", 0},
+            {"/x/%252E%252E/%252E%252E", 1},
+            {"/x/.../...", 1},
+            {"/x?a=/../../..", 1},
+            {"/x#/../..", 1},
+            {"", 1},
+            {"?q=1", 1},
+        };
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                if (sf_render_path_confined(cases[i].path) != cases[i].confined)
+                        fail_msg("\"%s\": expected %s", cases[i].path,
+                                 cases[i].confined ? "confined" : "refused");
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -301,6 +344,7 @@ int main(void)
             cmocka_unit_test(test_delete_reads_the_before_image),
             cmocka_unit_test(test_reply_is_under_at),
             cmocka_unit_test(test_writeback_key_from_record),
+            cmocka_unit_test(test_path_confined),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);

@@ -87,9 +87,9 @@ static void change(sf_change_t *c, sf_op_t op, const char *table,
         memset(c, 0, sizeof(*c));
         c->op = op;
         c->table = sf_strdup(table);
-        c->key = cJSON_Parse(key);
-        c->before = before ? cJSON_Parse(before) : NULL;
-        c->after = after ? cJSON_Parse(after) : NULL;
+        c->key = sf_json_parse(key, strlen(key));
+        c->before = before ? sf_json_parse(before, strlen(before)) : NULL;
+        c->after = after ? sf_json_parse(after, strlen(after)) : NULL;
         c->event_id = sf_strdup("test:1");
         c->ts_ms = 1764150000000;
         c->txid = -1;
@@ -185,6 +185,29 @@ static void test_update_of_used_field_triggers(void **state)
         assert_non_null(out[0].before);
         assert_non_null(strstr(why.data, "message customer-to-shop: triggered "
                                          "by update (email changed)"));
+        clear_all(out, n, &c);
+        sf_buf_free(&why);
+}
+
+/* A used field that changes beyond 2^53 by one changed: doubles (and
+ * cJSON_Compare) cannot tell 9007199254740992 from 9007199254740993. */
+static void test_update_of_large_integer_triggers(void **state)
+{
+        sf_outbound_t out[16];
+        sf_buf_t why;
+        sf_change_t c;
+        int n;
+
+        (void)state;
+        sf_buf_init(&why, 0);
+        change(&c, SF_OP_UPDATE, "customers", "{\"id\":42}",
+               "{\"id\":42,\"name\":9007199254740992,\"email\":\"a@x\"}",
+               "{\"id\":42,\"name\":9007199254740993,\"email\":\"a@x\"}");
+        n = route(&c, out, &why);
+        assert_int_equal(n, 2);
+        assert_string_equal(out[0].action, "customer-to-shop");
+        assert_non_null(strstr(why.data, "message customer-to-shop: triggered "
+                                         "by update (name changed)"));
         clear_all(out, n, &c);
         sf_buf_free(&why);
 }
@@ -359,6 +382,7 @@ int main(void)
             cmocka_unit_test(test_insert_triggers_insert_subscribers),
             cmocka_unit_test(test_update_of_unused_field_is_skipped),
             cmocka_unit_test(test_update_of_used_field_triggers),
+            cmocka_unit_test(test_update_of_large_integer_triggers),
             cmocka_unit_test(test_update_of_column_named_status_or_event),
             cmocka_unit_test(test_partial_before_image_counts_as_changed),
             cmocka_unit_test(test_delete_exports_before_image),

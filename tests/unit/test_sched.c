@@ -232,17 +232,21 @@ static void test_retry_after(void **state)
 
         (void)state;
         assert_ptr_equal(next(f), r);
-        assert_int_equal(result(f, r, SF_RETRY, 2500), SF_SCHED_RETRY);
-        assert_int_equal(sf_sched_next_due(f->s, f->now), 2500);
-        f->now += 2499;
+        assert_int_equal(result(f, r, SF_RETRY, 250), SF_SCHED_RETRY);
+        assert_int_equal(sf_sched_next_due(f->s, f->now), 250);
+        f->now += 249;
         assert_null(next(f));
         f->now += 1;
         assert_ptr_equal(next(f), r);
-        /* a Retry-After of two days waits the longest allowed, an hour */
+        /* a longer Retry-After waits the connector's max_backoff_ms (800):
+         * the pipeline bounds the wait, not the target */
+        assert_int_equal(result(f, r, SF_RETRY, 2500), SF_SCHED_RETRY);
+        assert_int_equal(sf_sched_next_due(f->s, f->now), 800);
+        f->now += 800;
+        assert_ptr_equal(next(f), r);
         assert_int_equal(result(f, r, SF_RETRY, 2LL * 86400 * 1000),
                          SF_SCHED_RETRY);
-        assert_int_equal(sf_sched_next_due(f->s, f->now),
-                         SF_SCHED_MAX_RETRY_WAIT);
+        assert_int_equal(sf_sched_next_due(f->s, f->now), 800);
         fx_free(f);
 }
 
@@ -410,13 +414,18 @@ static void test_circuit_probes_one_at_a_time(void **state)
                 assert_non_null(r);
                 assert_int_equal(result(f, r, SF_RETRY, -1), SF_SCHED_RETRY);
         }
-        /* a Retry-After on a probe's failure sets the wait */
+        /* a Retry-After on a probe's failure sets the wait, up to
+         * max_backoff_ms */
         f->now += 800;
         p = next(f);
+        assert_int_equal(result(f, p, SF_RETRY, 300), SF_SCHED_RETRY);
+        assert_int_equal(sf_sched_next_due(f->s, f->now), 300);
+        f->now += 300;
+        p = next(f);
         assert_int_equal(result(f, p, SF_RETRY, 5000), SF_SCHED_RETRY);
-        assert_int_equal(sf_sched_next_due(f->s, f->now), 5000);
+        assert_int_equal(sf_sched_next_due(f->s, f->now), 800);
         /* a success closes it: everything held back may start again */
-        f->now += 5000;
+        f->now += 800;
         p = next(f);
         assert_non_null(p);
         succeed(f, p);
@@ -424,7 +433,7 @@ static void test_circuit_probes_one_at_a_time(void **state)
         assert_int_equal(sf_sched_event(f->s, &ev), 1);
         assert_int_equal(ev.open, 0);
         assert_int_equal(ev.open_ms, f->now - opened);
-        assert_int_equal(ev.probes, 7);
+        assert_int_equal(ev.probes, 8);
         /* the five that opened it and "new" waited */
         assert_int_equal(ev.waited, 6);
         assert_non_null(next(f));
