@@ -44,6 +44,11 @@ typedef struct sf_result {
         sf_status_t status;     /* SF_OK, SF_RETRY or SF_FATAL */
         int http_status;        /* 0 when no HTTP answer */
         int64_t retry_after_ms; /* from Retry-After on 429/503; else -1 */
+        int misconfigured;      /* when SF_RETRY: the connector cannot work
+                                 * as configured and waiting will not mend
+                                 * it (credentials the token endpoint
+                                 * refuses, a certificate the configured
+                                 * CAs do not vouch for) */
         char error[512];        /* why, when not SF_OK: "HTTP 404 from PUT
                                  * http://host/customers/7: <body start>" */
         cJSON *response;        /* parsed JSON reply body, or a string node

@@ -289,16 +289,39 @@ static sf_status_t http_curl_status(CURLcode rc)
         }
 }
 
+int sf_http_curl_misconfigured(CURLcode rc)
+{
+        switch (rc) {
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        case CURLE_SSL_CERTPROBLEM:
+                return 1;
+        default:
+                return 0;
+        }
+}
+
+/* Per try at debug only: a connector that keeps failing opens its
+ * circuit, and the worker logs that once, with this error. */
 static void http_curl_failed(sf_conn_t *c, sf_http_req_t *r, CURLcode rc)
 {
-        sf_warn(SF_HTTP_LOG, "connector %s, action %s: %s %s: %s%s%s%s",
-                c->name, r->action ? r->action : "-", r->method, r->url,
-                curl_easy_strerror(rc), r->errbuf[0] ? " (" : "", r->errbuf,
-                r->errbuf[0] ? ")" : "");
+        sf_debug(SF_HTTP_LOG, "connector %s, action %s: %s %s: %s%s%s%s",
+                 c->name, r->action ? r->action : "-", r->method, r->url,
+                 curl_easy_strerror(rc), r->errbuf[0] ? " (" : "", r->errbuf,
+                 r->errbuf[0] ? ")" : "");
+        r->res.misconfigured = sf_http_curl_misconfigured(rc);
+        /* what to fix is in libcurl's detail ("unable to get local issuer
+         * certificate"): it goes with the error the circuit logs */
+        if (r->res.misconfigured && r->errbuf[0])
+                sf_http_complete(c, r, http_curl_status(rc), "%s %s: %s (%s)",
+                                 r->method, r->url, curl_easy_strerror(rc),
+                                 r->errbuf);
         /* base_url is http or https (the configuration says so), and
          * libcurl takes no other protocol: this is an answer that does not
          * start with an HTTP status line */
-        if (rc == CURLE_UNSUPPORTED_PROTOCOL)
+        else if (rc == CURLE_UNSUPPORTED_PROTOCOL)
                 sf_http_complete(c, r, SF_RETRY,
                                  "%s %s: the answer is not HTTP (no valid "
                                  "status line)",
@@ -741,6 +764,9 @@ static int http_send(sf_conn_t *c, const sf_request_t *req,
         r->action = sf_strdup(req->action);
         r->done = done;
         r->opaque = opaque;
+        /* no Retry-After unless an answer says so: a request that fails
+         * before any answer (no token, no connection) backs off */
+        r->res.retry_after_ms = -1;
         sf_buf_init(&r->resp, SF_HTTP_MAX_RESPONSE);
         if (c->queue_tail)
                 c->queue_tail->next = r;

@@ -37,15 +37,19 @@ static CURLcode oauth_form_add(CURL *easy, sf_buf_t *form, const char *key,
 }
 
 /* Completes every queued request with SF_RETRY and the reason the token
- * could not be had: none of them can start without it. */
-static void oauth_fail_queue(sf_conn_t *c, const char *why)
+ * could not be had: none of them can start without it. It is the
+ * connector's failure, not the records': the worker's circuit backs off
+ * and logs it once when it opens, so here it is logged at debug only.
+ * MISCONFIGURED: waiting will not mend it. */
+static void oauth_fail_queue(sf_conn_t *c, const char *why, int misconfigured)
 {
-        sf_error(SF_HTTP_LOG, "connector %s: %s", c->name, why);
+        sf_debug(SF_HTTP_LOG, "connector %s: %s", c->name, why);
         while (c->queue_head) {
                 sf_http_req_t *r = c->queue_head;
 
                 c->queue_head = r->next;
                 c->queued--;
+                r->res.misconfigured = misconfigured;
                 sf_http_complete(c, r, SF_RETRY, "%s", why);
         }
         c->queue_tail = NULL;
@@ -121,7 +125,7 @@ out:
                 why = sf_asprintf("oauth2 token from POST %s: %s",
                                   cfg->token_url, curl_easy_strerror(rc));
                 oauth_release(c);
-                oauth_fail_queue(c, why);
+                oauth_fail_queue(c, why, 0);
                 free(why);
                 return;
         }
@@ -131,7 +135,7 @@ out:
                 why = sf_asprintf("oauth2 token from POST %s: %s",
                                   cfg->token_url, curl_multi_strerror(mc));
                 oauth_release(c);
-                oauth_fail_queue(c, why);
+                oauth_fail_queue(c, why, 0);
                 free(why);
         }
 }
@@ -192,6 +196,7 @@ int sf_http_auth_reap(sf_conn_t *c, CURL *easy, CURLcode result)
         const char *url = c->cfg->token_url;
         char snippet[256];
         char *why = NULL;
+        int misconfigured = 0;
         const char *bad;
         long code = 0;
 
@@ -199,22 +204,31 @@ int sf_http_auth_reap(sf_conn_t *c, CURL *easy, CURLcode result)
                 return 0;
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
         if (result != CURLE_OK) {
-                sf_warn(SF_HTTP_LOG, "connector %s: POST %s: %s%s%s%s", c->name,
-                        url, curl_easy_strerror(result),
-                        o->errbuf[0] ? " (" : "", o->errbuf,
-                        o->errbuf[0] ? ")" : "");
-                why = sf_asprintf("oauth2 token from POST %s: %s", url,
-                                  curl_easy_strerror(result));
+                sf_debug(SF_HTTP_LOG, "connector %s: POST %s: %s%s%s%s",
+                         c->name, url, curl_easy_strerror(result),
+                         o->errbuf[0] ? " (" : "", o->errbuf,
+                         o->errbuf[0] ? ")" : "");
+                misconfigured = sf_http_curl_misconfigured(result);
+                if (misconfigured && o->errbuf[0])
+                        why = sf_asprintf("oauth2 token from POST %s: %s (%s)",
+                                          url, curl_easy_strerror(result),
+                                          o->errbuf);
+                else
+                        why = sf_asprintf("oauth2 token from POST %s: %s", url,
+                                          curl_easy_strerror(result));
         } else if (code < 200 || code > 299) {
                 sf_http_snippet(&o->resp, snippet, sizeof(snippet));
                 why = sf_asprintf("oauth2 token from POST %s: HTTP %ld%s%s",
                                   url, code, snippet[0] ? ": " : "", snippet);
+                /* RFC 6749 5.2: the client, its secret, the grant or the
+                 * scope refused; another try gets the same answer */
+                misconfigured = code == 400 || code == 401 || code == 403;
         } else if ((bad = oauth_take_token(c))) {
                 why = sf_asprintf("oauth2 token from POST %s: %s", url, bad);
         }
         oauth_release(c);
         if (why)
-                oauth_fail_queue(c, why);
+                oauth_fail_queue(c, why, misconfigured);
         free(why);
         return 1;
 }

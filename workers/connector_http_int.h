@@ -133,6 +133,11 @@ char *sf_http_headers_json(CURL *easy);
  * an HTTP-date), capped at a day; -1 when absent or unreadable. */
 int64_t sf_http_retry_after(CURL *easy);
 
+/* 1 when RC says the peer's certificate cannot be trusted as configured
+ * (verification failed, the CA file unreadable, a pin not matched): a
+ * failure that waiting will not mend. */
+int sf_http_curl_misconfigured(CURLcode rc);
+
 /* Moves REQ to the done list with STATUS and a formatted error. */
 void sf_http_complete(sf_conn_t *c, sf_http_req_t *req, sf_status_t status,
                       const char *fmt, ...)

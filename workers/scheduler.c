@@ -40,6 +40,7 @@ typedef struct sf_circuit {
         size_t waited;
         unsigned long probes;
         char reason[256];
+        int misconfigured; /* the last failure had SF_SCHED_MISCONFIGURED */
 } sf_circuit_t;
 
 struct sf_sched {
@@ -213,6 +214,19 @@ static int64_t cap_wait(const sf_circuit_t *c, int64_t ms)
         return ms > cap ? cap : ms;
 }
 
+/* The wait after a failure: BACKOFF, or a longer RETRY_AFTER (-1: none),
+ * bounded by max_backoff_ms (cap_wait). A Retry-After of 0, or one a
+ * failure that never reached the target passed on by mistake, would
+ * otherwise retry at once, again and again. */
+static int64_t wait_after(const sf_circuit_t *c, int64_t retry_after,
+                          int64_t backoff)
+{
+        if (retry_after < 0)
+                return backoff;
+        retry_after = cap_wait(c, retry_after);
+        return retry_after > backoff ? retry_after : backoff;
+}
+
 static void circuit_open(sf_sched_t *s, sf_circuit_t *c, int64_t retry_after,
                          int64_t now)
 {
@@ -226,8 +240,7 @@ static void circuit_open(sf_sched_t *s, sf_circuit_t *c, int64_t retry_after,
         c->last_probe = NULL;
         c->probe_backoff =
             c->cfg.initial_backoff_ms > 0 ? c->cfg.initial_backoff_ms : 1;
-        c->probe_at = now + (retry_after >= 0 ? cap_wait(c, retry_after)
-                                              : c->probe_backoff);
+        c->probe_at = now + wait_after(c, retry_after, c->probe_backoff);
         c->ask_at = c->probe_at;
         for (sf_sched_item_t *it = c->ready_head; it; it = it->rnext) {
                 it->waited = c->epoch;
@@ -236,6 +249,7 @@ static void circuit_open(sf_sched_t *s, sf_circuit_t *c, int64_t retry_after,
         ev = event_push(s);
         ev->circuit = (int)(c - s->c);
         ev->open = 1;
+        ev->misconfigured = c->misconfigured;
         snprintf(ev->reason, sizeof(ev->reason), "%s", c->reason);
 }
 
@@ -463,7 +477,7 @@ static int64_t backoff(sf_sched_t *s, const sf_circuit_t *c, int failures)
 /* The connector's part of an outcome: the circuit's state. */
 static void circuit_account(sf_sched_t *s, sf_circuit_t *c, int was_probe,
                             sf_status_t st, int64_t retry_after,
-                            const char *error, int64_t now)
+                            const char *error, int flags, int64_t now)
 {
         if (st != SF_RETRY) {
                 c->fails = 0;
@@ -474,6 +488,7 @@ static void circuit_account(sf_sched_t *s, sf_circuit_t *c, int was_probe,
         }
         c->fails++;
         snprintf(c->reason, sizeof(c->reason), "%s", error ? error : "failed");
+        c->misconfigured = (flags & SF_SCHED_MISCONFIGURED) != 0;
         if (!c->open) {
                 if (c->fails >= SF_SCHED_OPEN_AFTER)
                         circuit_open(s, c, retry_after, now);
@@ -485,8 +500,7 @@ static void circuit_account(sf_sched_t *s, sf_circuit_t *c, int was_probe,
                         c->probe_backoff = c->cfg.max_backoff_ms > 0
                                                ? c->cfg.max_backoff_ms
                                                : 1;
-                c->probe_at = now + (retry_after >= 0 ? cap_wait(c, retry_after)
-                                                      : c->probe_backoff);
+                c->probe_at = now + wait_after(c, retry_after, c->probe_backoff);
                 c->ask_at = c->probe_at;
         } else if (retry_after >= 0 &&
                    c->probe_at < now + cap_wait(c, retry_after)) {
@@ -509,7 +523,7 @@ sf_sched_verdict_t sf_sched_result(sf_sched_t *s, sf_sched_item_t *it,
                 c->probe = NULL;
         if (!local)
                 circuit_account(s, c, was_probe, st, retry_after_ms, error,
-                                now_ms);
+                                flags, now_ms);
         if (it->abandoned) {
                 it->state = SF_SCHED_IDLE;
                 return SF_SCHED_DROP;
@@ -541,8 +555,8 @@ sf_sched_verdict_t sf_sched_result(sf_sched_t *s, sf_sched_item_t *it,
         }
         it->state = SF_SCHED_WAITING;
         heap_push(s, it,
-                  now_ms + (retry_after_ms >= 0 ? cap_wait(c, retry_after_ms)
-                                                : backoff(s, c, it->failures)));
+                  now_ms +
+                      wait_after(c, retry_after_ms, backoff(s, c, it->failures)));
         return SF_SCHED_RETRY;
 }
 

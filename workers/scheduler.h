@@ -28,8 +28,8 @@
  * circuit starts, except one probe at a time once nothing else of the
  * circuit is in flight, after the connector's initial_backoff_ms doubling
  * per failed probe up to max_backoff_ms; a Retry-After on a failure sets
- * the wait instead (never longer than max_backoff_ms: a Retry-After is
- * bounded by it everywhere). A failed probe goes to the back of the circuit's
+ * a longer wait, never longer than max_backoff_ms (a Retry-After is
+ * bounded by it everywhere) nor shorter than the backoff. A failed probe goes to the back of the circuit's
  * waiting items, so a record that fails alone does not keep the circuit
  * open while others wait behind it. Any success (SF_OK) or rejection of a
  * record (SF_FATAL: the connector answered) closes it.
@@ -40,8 +40,11 @@
  * or last failed. So during an outage attempts are frozen, and a record
  * that fails while others succeed gives up after max_attempts. Backoff
  * grows with every failure, counted or not. Failures the caller reports as
- * local (the source database, a connector that cannot be opened) always
- * count and never touch the circuit.
+ * local (the source database) always count and never touch the circuit.
+ * A failure the caller flags SF_SCHED_MISCONFIGURED (the connector cannot
+ * work as configured: a token refused, a certificate not trusted, a
+ * connector that cannot be opened) is the connector's like any other: it
+ * opens the circuit, and its opened event says so, for a louder log line.
  */
 #ifndef SF_SCHEDULER_H
 #define SF_SCHEDULER_H
@@ -99,6 +102,8 @@ typedef struct sf_sched_event {
         int circuit;
         int open;             /* 1: it opened; 0: it closed */
         char reason[256];     /* opened: the failure that opened it */
+        int misconfigured;    /* opened: that failure had
+                               * SF_SCHED_MISCONFIGURED */
         int64_t open_ms;      /* closed: how long it was open */
         size_t waited;        /* closed: items held back meanwhile and
                                * still here */
@@ -114,6 +119,9 @@ typedef enum sf_sched_verdict {
 
 /* How sf_sched_result counts an outcome. */
 #define SF_SCHED_LOCAL 0x1 /* not the connector's doing: no circuit effect */
+#define SF_SCHED_MISCONFIGURED                                                 \
+        0x2 /* a transient failure that only a configuration change mends:     \
+             * counted like any other, flagged on the opened event */
 
 typedef struct sf_sched sf_sched_t;
 
@@ -144,7 +152,9 @@ int sf_sched_starved(sf_sched_t *s, int64_t now_ms);
 
 /* The outcome of IT's step (IT is RUNNING). ST is SF_OK, SF_RETRY or
  * SF_FATAL; RETRY_AFTER_MS is the target's Retry-After or -1; ERROR says
- * why (may be NULL); FLAGS: SF_SCHED_LOCAL. */
+ * why (may be NULL); FLAGS: SF_SCHED_LOCAL, SF_SCHED_MISCONFIGURED. A
+ * Retry-After lengthens the wait and never shortens it below the backoff,
+ * so no answer can make a retry or a probe loop hot. */
 sf_sched_verdict_t sf_sched_result(sf_sched_t *s, sf_sched_item_t *it,
                                    sf_status_t st, int64_t retry_after_ms,
                                    const char *error, int flags,

@@ -287,13 +287,28 @@ static void sf_worker_events(sf_worker_t *w)
                 sf_conn_slot_t *slot = &w->conns[ev.circuit];
 
                 if (ev.open) {
-                        sf_warn(w->stage,
-                                "connector %s is down: circuit open after %d "
-                                "failed requests in a row, the last: %s; one "
-                                "probe at a time until it answers, its "
-                                "records %s, their attempts not counted",
-                                c->name, SF_SCHED_OPEN_AFTER, ev.reason,
-                                w->park ? "parked" : "wait in memory");
+                        if (ev.misconfigured)
+                                /* loud, once per opening: waiting will not
+                                 * mend it, and the user must know what to
+                                 * fix */
+                                sf_error(w->stage,
+                                         "connector %s cannot work as "
+                                         "configured: %s; fix the "
+                                         "connector's configuration (or the "
+                                         "service it names); until then one "
+                                         "probe at a time with backoff, its "
+                                         "records %s, none dead-lettered",
+                                         c->name, ev.reason,
+                                         w->park ? "parked" : "wait in memory");
+                        else
+                                sf_warn(w->stage,
+                                        "connector %s is down: circuit open "
+                                        "after %d failed requests in a row, "
+                                        "the last: %s; one probe at a time "
+                                        "until it answers, its records %s, "
+                                        "their attempts not counted",
+                                        c->name, SF_SCHED_OPEN_AFTER, ev.reason,
+                                        w->park ? "parked" : "wait in memory");
                         slot->parked = 0;
                         slot->opened_ms = sf_mono_ms();
                         if (w->park)
@@ -339,26 +354,31 @@ static void sf_worker_start_due(sf_worker_t *w)
 
 /* --- lifecycle ---------------------------------------------------------- */
 
-sf_conn_slot_t *sf_worker_conn(sf_worker_t *w, const sf_connector_cfg_t *c)
+/* Logs nothing: the caller's record fails with ERRSTR, and the circuit
+ * logs it once when it opens. */
+sf_conn_slot_t *sf_worker_conn(sf_worker_t *w, const sf_connector_cfg_t *c,
+                               char *errstr, size_t errstr_size)
 {
         size_t i = (size_t)(c - w->cfg->connectors);
         sf_conn_slot_t *slot = &w->conns[i];
-        char errstr[512];
+        char why[512];
 
         if (slot->conn)
                 return slot;
         slot->ops = sf_connector_ops(c->type);
         if (!slot->ops) {
-                sf_error(w->stage,
-                         "connector %s: this type cannot be a "
-                         "target yet",
-                         c->name);
+                sf_seterr(errstr, errstr_size,
+                          "connector %s cannot be opened: this type cannot "
+                          "be a target yet",
+                          c->name);
                 return NULL;
         }
         slot->conn =
-            slot->ops->open(c, w->cfg, w->bootstraps, errstr, sizeof(errstr));
+            slot->ops->open(c, w->cfg, w->bootstraps, why, sizeof(why));
         if (!slot->conn) {
-                sf_error(w->stage, "connector %s: %s", c->name, errstr);
+                sf_seterr(errstr, errstr_size,
+                          "connector %s cannot be opened: %s", c->name, why);
+                sf_debug(w->stage, "%s", errstr);
                 return NULL;
         }
         return slot;

@@ -229,11 +229,14 @@ void sf_job_start(sf_worker_t *w, sf_job_t *job)
                 sf_job_outcome(w, job, SF_OK, -1, NULL, 0, SF_SCHED_LOCAL);
                 return;
         }
-        slot = sf_worker_conn(w, t->conn);
+        slot = sf_worker_conn(w, t->conn, errstr, sizeof(errstr));
         if (!slot) {
+                /* the connector's failure, as an outage: its circuit
+                 * opens and its records wait for a configuration that
+                 * works, none dead-lettered */
                 sf_rendered_clear(&r);
-                sf_job_outcome(w, job, SF_RETRY, -1,
-                               "connector cannot be opened", 0, SF_SCHED_LOCAL);
+                sf_job_outcome(w, job, SF_RETRY, -1, errstr, 0,
+                               SF_SCHED_MISCONFIGURED);
                 return;
         }
         memset(&req, 0, sizeof(req));
@@ -263,7 +266,10 @@ static void sf_job_on_result(void *opaque, const sf_result_t *res)
         if (res->status != SF_OK || job->action->kind != SF_KIND_WEBSERVICE ||
             job->step != SF_STEP_MAIN || !job->action->has_response) {
                 sf_job_outcome(w, job, res->status, res->retry_after_ms,
-                               res->error, res->http_status, 0);
+                               res->error, res->http_status,
+                               res->status == SF_RETRY && res->misconfigured
+                                   ? SF_SCHED_MISCONFIGURED
+                                   : 0);
                 return;
         }
         v = sf_sched_result(w->sched, &job->item, SF_OK, -1, NULL, 0,

@@ -98,7 +98,8 @@ void sf_worker_job_finished(sf_worker_t *w, sf_job_t *job);
 void sf_worker_job_dropped(sf_worker_t *w, sf_job_t *job);
 /* JOB gave up for REASON: to the DLQ. */
 void sf_worker_job_dead(sf_worker_t *w, sf_job_t *job, const char *reason);
-sf_conn_slot_t *sf_worker_conn(sf_worker_t *w, const sf_connector_cfg_t *c);
+sf_conn_slot_t *sf_worker_conn(sf_worker_t *w, const sf_connector_cfg_t *c,
+                               char *errstr, size_t errstr_size);
 int sf_worker_circuit(const sf_worker_t *w, const sf_connector_cfg_t *c);
 /* The circuit of ACTION's step STEP. */
 int sf_worker_step_circuit(const sf_worker_t *w, const sf_action_cfg_t *a,

@@ -213,7 +213,7 @@ class SecretsTest(sftest.TestCase):
         # Every log line, at debug level.
         log = run.stderr()
         self.assertIn("HTTP 422 from POST", log)
-        self.assert_line(r"error http: connector oauth-echo: oauth2 token "
+        self.assert_line(r"debug http: connector oauth-echo: oauth2 token "
                          r"from POST .*/token-echo: HTTP 401: .*client_secret=\*\*\*", log)
         self.assertIn("***", log)
         self.assert_clean(log, "the log of syncfleet run")

@@ -2,8 +2,8 @@
 (made by the test with openssl) are verified against the connector's
 ca_file, for the token request and the call alike; the same target without
 ca_file fails verification against the system's CAs (libcurl's reason in
-the log), and it never sees the request. The target is a small Python HTTPS
-server: it records what it was sent."""
+the log, once its circuit opened), and it never sees the request. The
+target is a small Python HTTPS server: it records what it was sent."""
 
 import os
 import sqlite3
@@ -124,9 +124,10 @@ class TlsTest(sftest.TestCase):
                                "name LIKE '_syncfleet_customers_%'").fetchone()[0] >= 1,
             timeout=10, what="capture triggers installed")
         db.execute("INSERT INTO customers (id, name) VALUES (1, 'Ada')")
-        run.wait_line(r"connector unverified, action to-unverified: POST %s/u/x: "
+        run.wait_line(r"connector unverified cannot work as configured: POST %s/u/x: "
                       r"SSL peer certificate or SSH remote key was not OK \(SSL "
-                      r"certificate problem: unable to get local issuer certificate\)$"
+                      r"certificate problem: unable to get local issuer certificate\); "
+                      r"fix the connector's configuration"
                       % target.url, timeout=30, stream="stderr")
         sftest.wait_for(lambda: any(p == "/v/x" for p, _, _ in target.requests),
                         timeout=30, what="the verified call")

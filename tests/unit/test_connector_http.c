@@ -341,6 +341,7 @@ typedef struct done_rec {
         sf_status_t status;
         int http_status;
         int64_t retry_after_ms;
+        int misconfigured;
         char error[512];
         cJSON *response;
         char *headers;
@@ -359,6 +360,7 @@ static void on_done(void *opaque, const sf_result_t *res)
         d->status = res->status;
         d->http_status = res->http_status;
         d->retry_after_ms = res->retry_after_ms;
+        d->misconfigured = res->misconfigured;
         snprintf(d->error, sizeof(d->error), "%s", res->error);
         cJSON_Delete(d->response);
         d->response = cJSON_Duplicate(res->response, 1);
@@ -653,6 +655,10 @@ static void test_oauth2_token_endpoint_refuses(void **state)
                 assert_int_equal(d[i].calls, 1);
                 assert_int_equal(d[i].status, SF_RETRY);
                 assert_string_equal(d[i].error, want);
+                /* no Retry-After: the worker backs off as for an outage;
+                 * invalid_client will not mend by waiting */
+                assert_int_equal(d[i].retry_after_ms, -1);
+                assert_int_equal(d[i].misconfigured, 1);
         }
         assert_int_equal(srv.nreq, 1); /* the target never saw them */
         free(want);

@@ -414,13 +414,13 @@ static void test_circuit_probes_one_at_a_time(void **state)
                 assert_non_null(r);
                 assert_int_equal(result(f, r, SF_RETRY, -1), SF_SCHED_RETRY);
         }
-        /* a Retry-After on a probe's failure sets the wait, up to
-         * max_backoff_ms */
+        /* a Retry-After on a probe's failure never shortens the backoff
+         * (800 now) and never goes past max_backoff_ms */
         f->now += 800;
         p = next(f);
         assert_int_equal(result(f, p, SF_RETRY, 300), SF_SCHED_RETRY);
-        assert_int_equal(sf_sched_next_due(f->s, f->now), 300);
-        f->now += 300;
+        assert_int_equal(sf_sched_next_due(f->s, f->now), 800);
+        f->now += 800;
         p = next(f);
         assert_int_equal(result(f, p, SF_RETRY, 5000), SF_SCHED_RETRY);
         assert_int_equal(sf_sched_next_due(f->s, f->now), 800);
@@ -751,6 +751,88 @@ static void test_shutdown_grace_period(void **state)
         fx_free(f);
 }
 
+/* A failure that says "Retry-After: 0" (a target, or a connector that
+ * failed before any answer) still waits its backoff: without that floor a
+ * retry or a probe comes back at once, thousands of times a second. */
+static void test_retry_after_never_below_backoff(void **state)
+{
+        fixture_t *f = fx_new(100);
+        rec_t *r = add(f, "r", 0), *p;
+        int64_t wait, opened, want = 100;
+
+        (void)state;
+        /* closed: the first failure's backoff, 50..100 ms with jitter */
+        assert_ptr_equal(next(f), r);
+        assert_int_equal(result(f, r, SF_RETRY, 0), SF_SCHED_RETRY);
+        wait = sf_sched_next_due(f->s, f->now);
+        assert_true(wait >= 50 && wait <= 100);
+        assert_null(next(f));
+        /* open (r's failure was the first of five in a row): every probe
+         * after the doubling backoff, 100..800 ms */
+        fail_in_a_row(f, SF_SCHED_OPEN_AFTER - 1, "a");
+        assert_int_equal(sf_sched_circuit_open(f->s, 0), 1);
+        opened = f->now;
+        for (int i = 0; i < 6; i++) {
+                f->now += want - 1;
+                assert_null(next(f));
+                f->now += 1;
+                p = next(f);
+                assert_non_null(p);
+                assert_null(next(f));
+                assert_int_equal(result(f, p, SF_RETRY, 0), SF_SCHED_RETRY);
+                want = want * 2 > 800 ? 800 : want * 2;
+        }
+        /* six probes in 100+200+400+800+800+800 ms, not thousands */
+        assert_int_equal(f->now - opened, 3100);
+        fx_free(f);
+}
+
+/* A failure flagged SF_SCHED_MISCONFIGURED opens the circuit like any
+ * other, and the opened event says so; a later opening by an ordinary
+ * failure does not. */
+static void test_misconfigured_flag_on_open_event(void **state)
+{
+        fixture_t *f = fx_new(100);
+        sf_sched_event_t ev;
+        rec_t *r, *ok;
+
+        (void)state;
+        for (int i = 0; i < SF_SCHED_OPEN_AFTER; i++) {
+                char key[16];
+
+                snprintf(key, sizeof(key), "m%d", i);
+                add(f, key, 0);
+                r = next(f);
+                assert_int_equal(sf_sched_result(f->s, &r->item, SF_RETRY, -1,
+                                                 "oauth2 token: HTTP 401",
+                                                 SF_SCHED_MISCONFIGURED,
+                                                 f->now),
+                                 SF_SCHED_RETRY);
+                /* attempts never count: nothing succeeded meanwhile */
+                assert_int_equal(r->item.attempts, 0);
+        }
+        assert_int_equal(sf_sched_event(f->s, &ev), 1);
+        assert_int_equal(ev.open, 1);
+        assert_int_equal(ev.misconfigured, 1);
+        assert_string_equal(ev.reason, "oauth2 token: HTTP 401");
+        /* it mends: the probe, after initial_backoff_ms, succeeds and the
+         * circuit closes */
+        f->now += 100;
+        ok = next(f);
+        assert_non_null(ok);
+        succeed(f, ok);
+        assert_int_equal(sf_sched_event(f->s, &ev), 1);
+        assert_int_equal(ev.open, 0);
+        /* drain what waited, then an ordinary outage */
+        while ((r = next(f)))
+                succeed(f, r);
+        fail_in_a_row(f, SF_SCHED_OPEN_AFTER, "o");
+        assert_int_equal(sf_sched_event(f->s, &ev), 1);
+        assert_int_equal(ev.open, 1);
+        assert_int_equal(ev.misconfigured, 0);
+        fx_free(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -758,6 +840,8 @@ int main(void)
             cmocka_unit_test(test_max_in_flight_per_circuit),
             cmocka_unit_test(test_retry_timing_and_cap),
             cmocka_unit_test(test_retry_after),
+            cmocka_unit_test(test_retry_after_never_below_backoff),
+            cmocka_unit_test(test_misconfigured_flag_on_open_event),
             cmocka_unit_test(test_gives_up_while_others_succeed),
             cmocka_unit_test(test_fatal_at_once),
             cmocka_unit_test(test_local_failures_count_and_leave_circuit),
