@@ -28,7 +28,8 @@
  *
  * Heartbeat. When nothing is pending (every change handed out is
  * acknowledged, no transaction is half read), a keepalive's WAL end is
- * flushed as is: WAL of tables that are not captured, or of changes that
+ * flushed as is (when it came while something was pending, once that is
+ * acknowledged): WAL of tables that are not captured, or of changes that
  * were all filtered out, does not hold the slot back. Status updates go out
  * at least every PG_STATUS_MS, and at once when the server asks.
  *
@@ -100,6 +101,8 @@ typedef struct pg_capture {
         uint64_t flush; /* every transaction ending before is delivered */
         uint64_t sent_flush;
         uint64_t received;    /* highest WAL position seen */
+        uint64_t keepalive_end; /* highest WAL end a keepalive said was
+                                 * sent */
         uint64_t last_commit; /* end LSN of the last commit queued */
         uint64_t handed_lsn;  /* (commit LSN, seq) of the last change */
         int64_t handed_seq;   /* handed out ... */
@@ -147,6 +150,9 @@ static void pg_stream_close(pg_capture_t *c)
         PQfinish(c->repl);
         c->repl = NULL;
         sf_pg_decoder_reset(&c->dec);
+        /* a stream resumes from c->flush: what a keepalive of this one
+         * said was sent may come again, and a rewind drops its changes */
+        c->keepalive_end = 0;
 }
 
 /* Sends a status update when FORCE, when the flush position moved and the
@@ -222,6 +228,13 @@ static void pg_settle(pg_capture_t *c)
                         break;
                 }
         }
+        /* Everything the server sent up to the last keepalive's WAL end
+         * is settled now: the rest of that WAL is not ours. Otherwise a
+         * keepalive that came while a change was pending would hold the
+         * slot back until the next one, which the server sends only after
+         * half its wal_sender_timeout once our reply says we have it. */
+        if (pg_idle(c) && c->keepalive_end > c->flush)
+                c->flush = c->keepalive_end;
         pg_status(c, 0);
 }
 
@@ -529,6 +542,8 @@ static int pg_message(pg_capture_t *c, const char *buf, int len,
                 wal_end = pg_be64(buf + 1);
                 if (wal_end > c->received)
                         c->received = wal_end;
+                if (wal_end > c->keepalive_end)
+                        c->keepalive_end = wal_end;
                 if (pg_idle(c) && wal_end > c->flush)
                         c->flush = wal_end;
                 pg_status(c, buf[17] != 0);
