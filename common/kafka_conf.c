@@ -99,14 +99,13 @@ rd_kafka_resp_err_t sf_kafka_metadata(rd_kafka_t *rk, int all_topics,
         for (;;) {
                 int64_t left = deadline - sf_now_ms();
 
-                err = rd_kafka_metadata(rk, all_topics, only, md,
-                                        left > 500 ? 500
-                                                   : (left > 0 ? (int)left : 1));
+                err = rd_kafka_metadata(
+                    rk, all_topics, only, md,
+                    left > 500 ? 500 : (left > 0 ? (int)left : 1));
                 if (err && sf_kafka_failure(NULL, 0))
                         return RD_KAFKA_RESP_ERR__AUTHENTICATION;
-                if (!err ||
-                    (err != RD_KAFKA_RESP_ERR__TIMED_OUT &&
-                     err != RD_KAFKA_RESP_ERR__TRANSPORT))
+                if (!err || (err != RD_KAFKA_RESP_ERR__TIMED_OUT &&
+                             err != RD_KAFKA_RESP_ERR__TRANSPORT))
                         return err;
                 left = deadline - sf_now_ms();
                 if (left <= 0)

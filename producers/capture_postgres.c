@@ -100,13 +100,13 @@ typedef struct pg_capture {
 
         uint64_t flush; /* every transaction ending before is delivered */
         uint64_t sent_flush;
-        uint64_t received;    /* highest WAL position seen */
+        uint64_t received;      /* highest WAL position seen */
         uint64_t keepalive_end; /* highest WAL end a keepalive said was
                                  * sent */
-        uint64_t last_commit; /* end LSN of the last commit queued */
-        uint64_t handed_lsn;  /* (commit LSN, seq) of the last change */
-        int64_t handed_seq;   /* handed out ... */
-        uint64_t acked_lsn;   /* ... and of the last one acknowledged */
+        uint64_t last_commit;   /* end LSN of the last commit queued */
+        uint64_t handed_lsn;    /* (commit LSN, seq) of the last change */
+        int64_t handed_seq;     /* handed out ... */
+        uint64_t acked_lsn;     /* ... and of the last one acknowledged */
         int64_t acked_seq;
         int64_t status_ms; /* when the last status update went out */
 } pg_capture_t;

@@ -58,8 +58,8 @@ static int pg_integer_kind(const char *text, size_t len)
         /* beyond what json.h holds exactly (-2^63 .. 2^64-1), as the tree
          * path (sf_json_integer_text) decides too: text */
         {
-                const char *lim = i ? "9223372036854775808"
-                                    : "18446744073709551615";
+                const char *lim =
+                    i ? "9223372036854775808" : "18446744073709551615";
                 size_t n = len - i, ln = strlen(lim);
 
                 if (n > ln || (n == ln && memcmp(text + i, lim, n) > 0))

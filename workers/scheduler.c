@@ -500,7 +500,8 @@ static void circuit_account(sf_sched_t *s, sf_circuit_t *c, int was_probe,
                         c->probe_backoff = c->cfg.max_backoff_ms > 0
                                                ? c->cfg.max_backoff_ms
                                                : 1;
-                c->probe_at = now + wait_after(c, retry_after, c->probe_backoff);
+                c->probe_at =
+                    now + wait_after(c, retry_after, c->probe_backoff);
                 c->ask_at = c->probe_at;
         } else if (retry_after >= 0 &&
                    c->probe_at < now + cap_wait(c, retry_after)) {
@@ -555,8 +556,8 @@ sf_sched_verdict_t sf_sched_result(sf_sched_t *s, sf_sched_item_t *it,
         }
         it->state = SF_SCHED_WAITING;
         heap_push(s, it,
-                  now_ms +
-                      wait_after(c, retry_after_ms, backoff(s, c, it->failures)));
+                  now_ms + wait_after(c, retry_after_ms,
+                                      backoff(s, c, it->failures)));
         return SF_SCHED_RETRY;
 }
 

@@ -29,10 +29,10 @@
  * circuit is in flight, after the connector's initial_backoff_ms doubling
  * per failed probe up to max_backoff_ms; a Retry-After on a failure sets
  * a longer wait, never longer than max_backoff_ms (a Retry-After is
- * bounded by it everywhere) nor shorter than the backoff. A failed probe goes to the back of the circuit's
- * waiting items, so a record that fails alone does not keep the circuit
- * open while others wait behind it. Any success (SF_OK) or rejection of a
- * record (SF_FATAL: the connector answered) closes it.
+ * bounded by it everywhere) nor shorter than the backoff. A failed probe goes
+ * to the back of the circuit's waiting items, so a record that fails alone does
+ * not keep the circuit open while others wait behind it. Any success (SF_OK) or
+ * rejection of a record (SF_FATAL: the connector answered) closes it.
  *
  * Attempts. A failure counts toward an item's max_attempts only when the
  * connector was otherwise healthy: when some other request of the circuit

@@ -126,11 +126,11 @@ static void check_change(const sf_pg_decoder_t *d, const sf_change_t *ch,
          * letter): the only refusal allowed */
         if (sf_change_parse(key, strlen(key), value, strlen(value),
                             ch->event_id, &back, err, sizeof(err)))
-                FUZZ_CHECK((strstr(key, "\\u0000") ||
-                            strstr(value, "\\u0000")) &&
-                               strstr(err, "has a NUL character"),
-                           "the router refuses a change: %s\nkey %s\nvalue %s",
-                           err, key, value);
+                FUZZ_CHECK(
+                    (strstr(key, "\\u0000") || strstr(value, "\\u0000")) &&
+                        strstr(err, "has a NUL character"),
+                    "the router refuses a change: %s\nkey %s\nvalue %s", err,
+                    key, value);
         else
                 sf_change_clear(&back);
         free(key);

@@ -509,8 +509,7 @@ static void test_kafka_config_secrets(void **state)
         free(err);
         err = NULL;
 
-        text = sf_asprintf(yaml, "sasl.password_file: missing",
-                           "client.id: x");
+        text = sf_asprintf(yaml, "sasl.password_file: missing", "client.id: x");
         write_file(pipeline, text);
         free(text);
         assert_null(sf_config_load(pipeline, &err));
@@ -1117,7 +1116,7 @@ int main(void)
             cmocka_unit_test(test_defaults),
             cmocka_unit_test(test_env_substitution),
             cmocka_unit_test(test_secret_from_file),
-        cmocka_unit_test(test_kafka_config_secrets),
+            cmocka_unit_test(test_kafka_config_secrets),
             cmocka_unit_test(test_used_fields_and_mapping),
             cmocka_unit_test(test_used_fields_of_query),
             cmocka_unit_test(test_old_reply_names),
