@@ -418,6 +418,27 @@ static char *cfg_read_secret(const char *file)
         return buf;
 }
 
+/* The secret in FILE (relative to the pipeline's directory), named by
+ * node N at PATH: malloc'd, or NULL after reporting an unreadable or
+ * empty file at N. */
+static char *cfg_secret_file(sf_cfgctx_t *c, const yaml_node_t *n,
+                             const char *path, const char *file)
+{
+        char *full = sf_cfg_resolve(c->cfg->dir, file);
+        char *val = cfg_read_secret(full);
+
+        if (!val) {
+                sf_cfg_errn(c, n, "cannot read %s %s: %s", path, full,
+                            strerror(errno));
+        } else if (!*val) {
+                sf_cfg_errn(c, n, "%s %s is empty", path, full);
+                free(val);
+                val = NULL;
+        }
+        free(full);
+        return val;
+}
+
 int sf_cfg_secret(sf_cfgctx_t *c, yaml_node_t *map, const char *path,
                   const char *key, int required, char **out)
 {
@@ -425,7 +446,7 @@ int sf_cfg_secret(sf_cfgctx_t *c, yaml_node_t *map, const char *path,
         char *kpath = sf_cfg_path(path, key), *fpath = sf_cfg_path(path, fkey);
         yaml_node_t *kn = sf_cfg_get(c, map, key);
         yaml_node_t *fn = sf_cfg_get(c, map, fkey);
-        char *file = NULL, *full = NULL, *val;
+        char *file = NULL, *val;
         int rc = -1;
 
         if (kn && fn) {
@@ -445,20 +466,9 @@ int sf_cfg_secret(sf_cfgctx_t *c, yaml_node_t *map, const char *path,
                 goto out;
         }
         if (fn) {
-                if (sf_cfg_str(c, fn, fpath, &file))
+                if (sf_cfg_str(c, fn, fpath, &file) ||
+                    !(val = cfg_secret_file(c, fn, fpath, file)))
                         goto out;
-                full = sf_cfg_resolve(c->cfg->dir, file);
-                val = cfg_read_secret(full);
-                if (!val) {
-                        sf_cfg_errn(c, fn, "cannot read %s %s: %s", fpath, full,
-                                    strerror(errno));
-                        goto out;
-                }
-                if (!*val) {
-                        sf_cfg_errn(c, fn, "%s %s is empty", fpath, full);
-                        free(val);
-                        goto out;
-                }
                 free(*out);
                 *out = val;
                 rc = 0;
@@ -470,7 +480,6 @@ int sf_cfg_secret(sf_cfgctx_t *c, yaml_node_t *map, const char *path,
         rc = 1;
 out:
         free(file);
-        free(full);
         free(fkey);
         free(kpath);
         free(fpath);
@@ -503,7 +512,6 @@ int sf_cfg_kafka_config(sf_cfgctx_t *c, yaml_node_t *n, const char *path,
                 if (len > 5 && !strcmp(kv->key + len - 5, "_file")) {
                         char *name = sf_strndup(kv->key, len - 5);
                         char *kpath = sf_cfg_path(path, kv->key);
-                        char *full = sf_cfg_resolve(c->cfg->dir, kv->value);
                         char *val = NULL;
 
                         if (sf_cfg_get(c, n, name)) {
@@ -512,17 +520,11 @@ int sf_cfg_kafka_config(sf_cfgctx_t *c, yaml_node_t *n, const char *path,
                                             "use one",
                                             name, kv->key, path);
                                 bad = 1;
-                        } else if (!(val = cfg_read_secret(full))) {
-                                sf_cfg_errn(c, kn, "cannot read %s %s: %s",
-                                            kpath, full, strerror(errno));
-                                bad = 1;
-                        } else if (!*val) {
-                                sf_cfg_errn(c, kn, "%s %s is empty", kpath,
-                                            full);
+                        } else if (!(val = cfg_secret_file(c, kn, kpath,
+                                                           kv->value))) {
                                 bad = 1;
                         }
                         free(kpath);
-                        free(full);
                         if (bad) {
                                 free(name);
                                 free(val);
