@@ -16,8 +16,7 @@
 #include "redact.h"
 #include "sf.h"
 
-static void sf_kafka_auth_failed(const rd_kafka_t *rk, const char *reason);
-static void sf_kafka_tls_failed(const rd_kafka_t *rk, const char *reason);
+static int sf_kafka_refusal(const rd_kafka_t *rk, int err, const char *why);
 
 /* librdkafka logs with syslog levels from its own threads; sf_log is
  * thread-safe, so they go straight into the process log. */
@@ -55,19 +54,14 @@ static void sf_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
                 sf_log(lvl, "kafka", "%s: %s: %s", rd_kafka_name(rk), fac, buf);
         /* Refused credentials reach the error callback only when the
          * application polls, which a blocking call (metadata, an admin
-         * request) does not; the broker thread logs them at once. A login
-         * cut short by the client's own shutdown is not a refusal. */
-        if (level <= 3 && !strcmp(fac, "FAIL") &&
-            !strstr(buf, "Broker handle destroyed")) {
+         * request) does not; the broker thread logs them at once. */
+        if (level <= 3 && !strcmp(fac, "FAIL")) {
                 const char *why = buf;
 
                 /* "[thrd:NAME]: " says which librdkafka thread logged */
                 if (!strncmp(why, "[thrd:", 6) && strstr(why, "]: "))
                         why = strstr(why, "]: ") + 3;
-                if (strstr(buf, ": SASL authentication error: "))
-                        sf_kafka_auth_failed(rk, why);
-                else if (strstr(buf, "certificate verify failed"))
-                        sf_kafka_tls_failed(rk, why);
+                sf_kafka_refusal(rk, 0, why);
         }
 }
 
@@ -184,6 +178,27 @@ static void sf_kafka_tls_failed(const rd_kafka_t *rk, const char *reason)
                          "");
 }
 
+/* Stops the process (sf_kafka_auth_failed, sf_kafka_tls_failed) when WHY,
+ * a failure that ERR (0 for a log line, which has no code) stands for,
+ * is refused credentials or an untrusted broker certificate: 1 then. A
+ * login cut short by the client's own shutdown is not a refusal. */
+static int sf_kafka_refusal(const rd_kafka_t *rk, int err, const char *why)
+{
+        if (strstr(why, "Broker handle destroyed"))
+                return 0;
+        if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+            (!err && strstr(why, "SASL authentication error: "))) {
+                sf_kafka_auth_failed(rk, why);
+                return 1;
+        }
+        if ((!err || err == RD_KAFKA_RESP_ERR__SSL) &&
+            strstr(why, "certificate verify failed")) {
+                sf_kafka_tls_failed(rk, why);
+                return 1;
+        }
+        return 0;
+}
+
 /* Client-wide errors. Most are transient (a broker went away) and
  * librdkafka recovers by itself; a fatal error (the idempotent producer
  * lost its guarantees) makes every later call fail, which callers see.
@@ -193,16 +208,10 @@ static void sf_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason,
                               void *opaque)
 {
         (void)opaque;
-        if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION &&
-            !strstr(reason, "Broker handle destroyed")) {
-                sf_kafka_auth_failed(rk, reason);
+        if ((err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+             err == RD_KAFKA_RESP_ERR__SSL) &&
+            sf_kafka_refusal(rk, err, reason))
                 return;
-        }
-        if (err == RD_KAFKA_RESP_ERR__SSL &&
-            strstr(reason, "certificate verify failed")) {
-                sf_kafka_tls_failed(rk, reason);
-                return;
-        }
         if (err == RD_KAFKA_RESP_ERR__FATAL) {
                 char fatal[512];
                 rd_kafka_resp_err_t orig =
